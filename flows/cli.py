@@ -1,0 +1,204 @@
+"""The ``robocurate`` command line: each pipeline command runs its Prefect flow."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from flows.runtime import prepare_environment
+
+
+class GreedyOption(click.Option):
+    """An option taking one or more values until the next flag (``--keys a b c``),
+    also repeatable (``--keys a --keys b``)."""
+
+    def add_to_parser(self, parser, ctx):
+        result = super().add_to_parser(parser, ctx)
+        for name in self.opts:
+            opt = parser._long_opt.get(name) or parser._short_opt.get(name)
+            if opt is None:
+                continue
+            original = opt.process
+
+            def process(value, state, original=original):
+                values = [value]
+                while state.rargs and not state.rargs[0].startswith("-"):
+                    values.append(state.rargs.pop(0))
+                for v in values:
+                    original(v, state)
+
+            opt.process = process
+        return result
+
+
+def _run_flow(flow_fn, **params):
+    """Run a flow in this process; data problems are findings, other errors exit 2."""
+    from flows.observe import route_logs_to_prefect
+
+    route_logs_to_prefect()
+    try:
+        return flow_fn(**params)
+    except (FileNotFoundError, NotADirectoryError, ValueError) as exc:
+        click.echo(f"robocurate: error: {exc}", err=True)
+        _exit(2)
+
+
+def _exit(code: int) -> None:
+    """Leave without the embedded server's shutdown noise.
+
+    On interpreter exit Prefect's background services are cancelled and print
+    CancelledError tracebacks to stderr; they carry no information for users, so
+    stderr is closed once our own output is flushed.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--log-json", is_flag=True, help="Machine-readable JSON log lines on stderr.")
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.version_option(package_name="robocurate")
+def main(log_json: bool, log_level: str) -> None:
+    """robocurate: raw robot-learning recordings to clean, validated, published datasets.
+
+    Pipeline commands run as Prefect flows: on the embedded API (own PREFECT_HOME under
+    ~/.cache/robocurate) when PREFECT_API_URL is unset, else on that server.
+    """
+    from robocurate import log
+
+    prepare_environment()
+    log.configure(json_logs=log_json, level=log_level)
+
+
+# ---------------------------------------------------------------- sample data
+@main.group()
+def sample() -> None:
+    """Generate realistic synthetic datasets in each pipeline's raw format."""
+
+
+@sample.command("molmo")
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--houses", default=2, show_default=True, type=click.IntRange(1))
+@click.option("--files-per-house", default=2, show_default=True, type=click.IntRange(1))
+@click.option("--trajs-per-file", default=6, show_default=True, type=click.IntRange(1))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--splits", default="", help="Comma-separated split names (e.g. train,val) to "
+              "write a dataset root instead of one split directory.")
+@click.option("--steps", nargs=2, type=int, default=(40, 80), show_default=True,
+              help="Range of trajectory lengths.")
+@click.option("--no-video", is_flag=True, help="Skip the MP4s (statistics benchmarks).")
+@click.option("--no-invalid", is_flag=True, help="Only valid trajectories and readable files.")
+def sample_molmo(out, houses, files_per_house, trajs_per_file, seed, splits, steps, no_video,
+                 no_invalid) -> None:
+    """A MolmoSpaces-format dataset: house_*/trajectories_batch_*.h5 with episode MP4s,
+    including invalid trajectories of every kind the validator detects and one unreadable
+    file (see OUT/sample_manifest.json)."""
+    from robocurate.samples.molmo import generate_molmo_dataset
+
+    manifest = generate_molmo_dataset(
+        out, houses=houses, files_per_house=files_per_house, trajs_per_file=trajs_per_file,
+        seed=seed, splits=[s for s in splits.split(",") if s] or None, steps=tuple(steps),
+        video=not no_video, with_invalid=not no_invalid, with_unreadable=not no_invalid)
+    n_files = len(manifest.get("files", manifest))
+    click.echo(f"wrote MolmoSpaces sample ({n_files} data files) to {out}")
+
+
+# ---------------------------------------------------------------- MolmoSpaces
+def molmo_options(fn):
+    options = [
+        click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path)),
+        click.option("--keys", cls=GreedyOption, multiple=True,
+                     default=("actions", "obs/agent/qpos"), show_default=True,
+                     help="Keys to compute statistics for (one or more values)."),
+        click.option("--check-visibility", nargs=2, multiple=True,
+                     metavar="CAMERA OBJECT", help="Require OBJECT visible in CAMERA at t=0 "
+                     "(repeatable)."),
+        click.option("--min-steps", default=3, show_default=True, type=click.IntRange(1)),
+        click.option("--frames-to-check", default=3, show_default=True, type=click.IntRange(0)),
+        click.option("--no-video", is_flag=True, help="Skip video checks."),
+        click.option("--no-overwrite", is_flag=True, help="Keep results already in the files."),
+        click.option("--workers", default=os.cpu_count() or 1, show_default=True,
+                     type=click.IntRange(1), help="Worker processes."),
+        click.option("--strict", is_flag=True, help="Exit 1 when there is any finding."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _run_molmo(stages, root, keys, check_visibility, min_steps, frames_to_check, no_video,
+               no_overwrite, workers, strict) -> None:
+    from flows.molmo import molmo_postprocess
+    from robocurate.molmo.options import MolmoOptions
+
+    opts = MolmoOptions(keys=list(keys), check_visibility=[tuple(p) for p in check_visibility],
+                        min_steps=min_steps, frames_to_check=frames_to_check,
+                        check_video=not no_video, overwrite=not no_overwrite)
+    result = _run_flow(molmo_postprocess, root=str(root), options=opts, stages=list(stages),
+                       workers=workers)
+    click.echo(json.dumps(result["summary"], indent=2))
+    click.echo(f"report: {result['report']}")
+    for out in result["outputs"]:
+        click.echo(f"output: {out}")
+    _exit(1 if strict and result["findings"] else 0)
+
+
+@main.group()
+def molmo() -> None:
+    """MolmoSpaces generated trajectories: repair, validate, statistics."""
+
+
+@molmo.command("postprocess")
+@molmo_options
+def molmo_postprocess_cmd(**kw) -> None:
+    """Repair video paths, validate and compute statistics, in that order."""
+    _run_molmo(("repair", "validate", "stats"), **kw)
+
+
+@molmo.command("repair")
+@molmo_options
+def molmo_repair_cmd(**kw) -> None:
+    """Fill traj_i/obs/sensor_data with the episode video filenames."""
+    _run_molmo(("repair",), **kw)
+
+
+@molmo.command("validate")
+@molmo_options
+def molmo_validate_cmd(**kw) -> None:
+    """Write valid_traj_mask to each file and valid_trajectory_index.json at ROOT."""
+    _run_molmo(("validate",), **kw)
+
+
+@molmo.command("stats")
+@molmo_options
+def molmo_stats_cmd(**kw) -> None:
+    """Write stats/ to each file and aggregated_statistics.json at ROOT."""
+    _run_molmo(("stats",), **kw)
+
+
+# ---------------------------------------------------------------- demo
+@main.command()
+@click.option("--out", default="demo-output", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path))
+@click.option("--workers", default=os.cpu_count() or 1, show_default=True, type=click.IntRange(1))
+def demo(out: Path, workers: int) -> None:
+    """Generate sample data for every pipeline and run the flows on it."""
+    from flows.demo import run_demo
+
+    route = __import__("flows.observe", fromlist=["route_logs_to_prefect"])
+    route.route_logs_to_prefect()
+    for line in run_demo(out, workers=workers):
+        click.echo(line)
+    _exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Logs, progress and report artifacts of a flow run."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from contextlib import contextmanager
+
+from prefect import get_run_logger
+from prefect.artifacts import (create_markdown_artifact, create_progress_artifact,
+                               create_table_artifact, update_progress_artifact)
+from prefect.context import FlowRunContext, TaskRunContext
+
+from robocurate import log
+from robocurate.report import report_markdown
+
+
+def _prefect_sink(level: str, event_dict: dict) -> bool:
+    """Send a structlog record to the current run's logger (and so to the API/UI)."""
+    if not (FlowRunContext.get() or TaskRunContext.get()):
+        return False
+    event = event_dict.pop("event", "")
+    for k in ("timestamp", "level", "logger"):
+        event_dict.pop(k, None)
+    context = " ".join(f"{k}={v}" for k, v in event_dict.items())
+    get_run_logger().log(getattr(logging, level.upper(), logging.INFO),
+                         f"{event} {context}".strip())
+    return True
+
+
+def route_logs_to_prefect() -> None:
+    log.set_sink(_prefect_sink)
+
+
+@contextmanager
+def progress(total: int, description: str, key: str):
+    """A terminal progress bar (when stderr is a terminal) and a Prefect progress artifact."""
+    bar = None
+    if sys.stderr.isatty():
+        from rich.progress import Progress
+
+        bar = Progress(transient=True)
+        bar.start()
+        bar_task = bar.add_task(description, total=total)
+    artifact = create_progress_artifact(0.0, key=key, description=description)
+    state = {"done": 0, "reported": 0.0}
+
+    def advance(n: int = 1) -> None:
+        state["done"] += n
+        if bar is not None:
+            bar.update(bar_task, completed=state["done"])
+        pct = 100.0 * state["done"] / max(total, 1)
+        if pct - state["reported"] >= 5 or state["done"] >= total:
+            update_progress_artifact(artifact, pct)
+            state["reported"] = pct
+
+    try:
+        yield advance
+    finally:
+        if bar is not None:
+            bar.stop()
+
+
+def publish_report(report: dict, key: str) -> None:
+    """The run report as a markdown artifact and the findings as a table artifact."""
+    create_markdown_artifact(report_markdown(report), key=key,
+                             description=f"robocurate {report['pipeline']} run report")
+    rows = [{k: f.get(k) or "" for k in ("severity", "path", "item", "rule", "message")}
+            for f in report["findings"]] or [{"severity": "", "path": "", "item": "",
+                                              "rule": "none", "message": "no findings"}]
+    create_table_artifact(rows, key=f"{key}-findings",
+                          description=f"robocurate {report['pipeline']} findings")

@@ -1,0 +1,1 @@
+"""MolmoSpaces post-processing: repair video paths, validate trajectories, statistics."""
