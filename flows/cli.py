@@ -139,7 +139,7 @@ def _run_molmo(stages, root, keys, check_visibility, min_steps, frames_to_check,
     from flows.molmo import molmo_postprocess
     from robocurate.molmo.options import MolmoOptions
 
-    opts = MolmoOptions(keys=list(keys), check_visibility=[tuple(p) for p in check_visibility],
+    opts = MolmoOptions(stat_keys=list(keys), check_visibility=[tuple(p) for p in check_visibility],
                         min_steps=min_steps, frames_to_check=frames_to_check,
                         check_video=not no_video, overwrite=not no_overwrite)
     result = _run_flow(molmo_postprocess, root=str(root), options=opts, stages=list(stages),

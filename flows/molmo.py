@@ -96,8 +96,10 @@ def molmo_postprocess(root: str, options: MolmoOptions = MolmoOptions(),
                     if isinstance(result, dict):
                         m = dict(result)
                         # A cache hit may come from a copy of this file elsewhere.
+                        cached = state.name == "Cached"
                         m.update(path=str(h5), relpath=str(h5.relative_to(split)),
-                                 house=h5.parent.name, cached=state.name == "Cached")
+                                 house=h5.parent.name, cached=cached,
+                                 changed=m["changed"] and not cached)
                         for f in m["findings"]:
                             f["path"] = str(h5)
                     else:

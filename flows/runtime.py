@@ -25,5 +25,7 @@ def prepare_environment() -> str:
     # Ad-hoc runs get their own database and cache records instead of writing into the
     # user's ~/.prefect history.
     env.setdefault("PREFECT_HOME", str(default_cache_dir() / "prefect"))
+    # Prefect creates its home without parents and then fails to open its database.
+    os.makedirs(env["PREFECT_HOME"], exist_ok=True)
     env.setdefault("PREFECT_SERVER_EPHEMERAL_ENABLED", "true")
     return "embedded"

@@ -14,14 +14,14 @@ from tasks.cache import ContentHash, settles_in_place
 @task(
     name="molmo-process-file",
     task_run_name="{stage_label}:{relpath}",
-    cache_policy=ContentHash(files="inputs", ignore=("h5_path", "split_dir", "relpath")),
+    cache_policy=ContentHash(files="inputs", ignore=("split_dir", "relpath"), in_place="h5_path"),
     retries=2,
     retry_delay_seconds=exponential_backoff(backoff_factor=2),
     retry_jitter_factor=0.5,
     persist_result=True,
     cache_result_in_memory=False,
 )
-@settles_in_place("h5_path")
+@settles_in_place
 def process_file(h5_path: str, split_dir: str, relpath: str, inputs: list[str],
                  opts: MolmoOptions, stages: list[str], stage_label: str) -> dict:
     """Repair/validate/stats for one file; data problems come back as findings."""

@@ -90,26 +90,24 @@ class DigestMemo:
         return value
 
 
-    # An in-place step turns a file with digest A into one with digest B. When the step
-    # is idempotent, running it again on B gives the same result and changes nothing,
-    # so B may use the cache entry made for A: ``settle`` records B -> A for that step
-    # (its scope: name, parameters, code), ``origin`` follows the record.
-    def settle(self, scope: str, digest: str, origin: str) -> None:
-        if digest == origin:
-            return
+    # A step that edits a file in place can only be skipped when the file is already in
+    # the state the step leaves it in. ``settle`` records that a (step, input state) is
+    # such a settled state, under the token its cached result was stored with; a raw
+    # copy of the input elsewhere is not settled and so is processed again.
+    def settle(self, scope: str, state: str, token: str) -> None:
         try:
             self._conn().execute("INSERT OR REPLACE INTO settled VALUES (?,?,?)",
-                                 (scope, digest, origin))
+                                 (scope, state, token))
         except sqlite3.Error:
             pass
 
-    def origin(self, scope: str, digest: str) -> str:
+    def settled(self, scope: str, state: str) -> str | None:
         try:
             row = self._conn().execute(
-                "SELECT origin FROM settled WHERE scope=? AND digest=?", (scope, digest)).fetchone()
+                "SELECT origin FROM settled WHERE scope=? AND digest=?", (scope, state)).fetchone()
         except sqlite3.Error:
             row = None
-        return row[0] if row else digest
+        return row[0] if row else None
 
 
 _default_memo: DigestMemo | None = None

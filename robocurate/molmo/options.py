@@ -9,7 +9,8 @@ class MolmoOptions(BaseModel):
     """One typed parameter set: the CLI flags map onto it one-to-one and the Prefect UI
     renders it as a form."""
 
-    keys: list[str] = Field(
+    # Not "keys": Prefect treats any object with a .keys attribute as a mapping.
+    stat_keys: list[str] = Field(
         default_factory=lambda: ["actions", "obs/agent/qpos"],
         description="Trajectory keys (groups or datasets) to compute statistics for.")
     check_visibility: list[tuple[str, str]] = Field(

@@ -27,7 +27,7 @@ MASK = "valid_traj_mask"
 
 def _stats_of(traj_key, traj, opts, decoded, h5_path, findings, per_traj):
     try:
-        per_traj[traj_key] = statistics.trajectory_stats(traj, opts.keys, decoded)
+        per_traj[traj_key] = statistics.trajectory_stats(traj, opts.stat_keys, decoded)
     except (statistics.StatsError, OSError, KeyError) as exc:
         findings.add(h5_path, "stats_failed", str(exc), item=traj_key, severity="error")
 

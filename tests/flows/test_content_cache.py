@@ -19,8 +19,8 @@ def count_bytes(path: str, inputs: list[str], factor: int) -> int:
         return len(f.read()) * factor
 
 
-@task(cache_policy=ContentHash(files="inputs", ignore=("path",)), persist_result=True)
-@settles_in_place("path")
+@task(cache_policy=ContentHash(files="inputs", in_place="path"), persist_result=True)
+@settles_in_place
 def append_marker(path: str, inputs: list[str]) -> str:
     """Idempotent in-place edit: adds a marker line once."""
     CALLS["rewrite"] += 1
@@ -64,5 +64,16 @@ def test_in_place_edit_settles_to_a_cache_hit(tmp_path):
     calls = CALLS["rewrite"]
     assert rewrite_flow(str(f)) == "Cached"  # the processed file maps to its origin
     assert CALLS["rewrite"] == calls
+    # A copy of the processed file is already settled; a copy of a raw one is not.
+    done_copy = tmp_path / "done" / "notes.txt"
+    done_copy.parent.mkdir()
+    shutil.copyfile(f, done_copy)
+    assert rewrite_flow(str(done_copy)) == "Cached"
+    raw_copy = tmp_path / "raw" / "notes.txt"
+    raw_copy.parent.mkdir()
+    raw_copy.write_text("raw\n")
+    assert rewrite_flow(str(raw_copy)) == "Completed"
+    assert raw_copy.read_text() == "raw\nprocessed\n"
     f.write_text("new raw\n")
     assert rewrite_flow(str(f)) == "Completed"
+    assert rewrite_flow(str(f)) == "Cached"
