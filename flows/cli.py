@@ -39,7 +39,7 @@ def _run_flow(flow_fn, **params):
     """Run a flow in this process; data problems are findings, other errors exit 2."""
     from flows.observe import route_logs_to_prefect
 
-    route_logs_to_prefect()
+    route_logs_to_prefect(json_console=click.get_current_context().find_root().params["log_json"])
     try:
         return flow_fn(**params)
     except (FileNotFoundError, NotADirectoryError, ValueError) as exc:
@@ -193,8 +193,9 @@ def demo(out: Path, workers: int) -> None:
     """Generate sample data for every pipeline and run the flows on it."""
     from flows.demo import run_demo
 
-    route = __import__("flows.observe", fromlist=["route_logs_to_prefect"])
-    route.route_logs_to_prefect()
+    from flows.observe import route_logs_to_prefect
+
+    route_logs_to_prefect(json_console=click.get_current_context().find_root().params["log_json"])
     for line in run_demo(out, workers=workers):
         click.echo(line)
     _exit(0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 import sys
 from contextlib import contextmanager
@@ -24,12 +26,39 @@ def _prefect_sink(level: str, event_dict: dict) -> bool:
         event_dict.pop(k, None)
     context = " ".join(f"{k}={v}" for k, v in event_dict.items())
     get_run_logger().log(getattr(logging, level.upper(), logging.INFO),
-                         f"{event} {context}".strip())
+                         f"{event} {context}".strip(),
+                         extra={"event": event, "context": event_dict})
     return True
 
 
-def route_logs_to_prefect() -> None:
+class JsonLineFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, run, message and bound context."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = {
+            "timestamp": dt.datetime.fromtimestamp(record.created, dt.timezone.utc).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": getattr(record, "event", None) or record.getMessage(),
+        }
+        for key in ("flow_run_name", "flow_run_id", "task_run_name", "task_run_id"):
+            if getattr(record, key, None):
+                out[key] = str(getattr(record, key))
+        out.update(getattr(record, "context", None) or {})
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
+
+
+def route_logs_to_prefect(json_console: bool = False) -> None:
+    """structlog records go to the run logger; with ``json_console`` Prefect's own
+    console lines become JSON too, so stderr is machine-readable throughout."""
     log.set_sink(_prefect_sink)
+    if json_console:
+        for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", ""):
+            for handler in logging.getLogger(name).handlers:
+                if isinstance(handler, logging.StreamHandler):
+                    handler.setFormatter(JsonLineFormatter())
 
 
 @contextmanager

@@ -33,8 +33,9 @@ def test_memo_does_not_reread_unchanged_files(tmp_path, monkeypatch):
     memo.digest(f)  # served from the memo
 
 
-def test_settled_digests_map_back_to_their_origin(tmp_path):
+def test_settled_states_are_scoped(tmp_path):
     memo = DigestMemo(tmp_path / "memo.sqlite")
-    memo.settle("scope", "after", "before")
-    assert memo.origin("scope", "after") == "before"
-    assert memo.origin("other-scope", "after") == "after"
+    memo.settle("scope", "state-after", "run:1")
+    assert memo.settled("scope", "state-after") == "run:1"
+    assert memo.settled("other-scope", "state-after") is None
+    assert memo.settled("scope", "state-before") is None
