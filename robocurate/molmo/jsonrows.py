@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import orjson
 
 
 class JsonRowError(ValueError):
@@ -27,39 +28,39 @@ def decode_row(row: np.ndarray):
     return json.loads(np.asarray(row).tobytes().decode("utf-8").rstrip("\x00"))
 
 
-def _stripped_rows(arr: np.ndarray) -> list[bytes]:
-    data = np.ascontiguousarray(arr, dtype=np.uint8)
-    width = data.shape[1]
-    nonzero = data != 0
-    # Index one past the last non-NUL byte of each row (0 for an all-NUL row).
-    ends = np.where(nonzero.any(axis=1), width - np.argmax(nonzero[:, ::-1], axis=1), 0)
-    raw = data.tobytes()
-    return [raw[i * width: i * width + int(e)] for i, e in enumerate(ends)]
-
-
 def decode_rows(arr: np.ndarray) -> list:
     """All rows of a (T, K) uint8 dataset; raises JsonRowError naming the first bad row.
 
-    Parsing T rows as one JSON array is several times faster than T json.loads calls.
-    The fast path is only trusted when every row is a complete object on its own
-    (starts with '{', ends with '}') and the array has exactly T elements; anything
-    else falls back to row-by-row parsing, which is the reference behaviour.
+    Parsing T rows as one JSON array (orjson) is about ten times faster than T
+    json.loads calls. The fast path is only trusted when every row is a complete object
+    on its own (starts with '{', ends with '}') and the array has exactly T objects;
+    anything else (including NaN literals, which only the standard parser accepts)
+    falls back to row-by-row parsing, the reference behaviour.
     """
     if arr.ndim != 2:
         raise JsonRowError(0, f"expected a (T, K) uint8 dataset, got shape {arr.shape}")
-    rows = _stripped_rows(arr)
-    if all(r[:1] == b"{" and r[-1:] == b"}" for r in rows):
+    data = np.ascontiguousarray(arr, dtype=np.uint8)
+    n, width = data.shape
+    if n == 0:
+        return []
+    raw = data.tobytes()
+    # Text ends at the first NUL; rows with bytes after it (which the reference's
+    # rstrip would keep, and then fail on) take the slow path.
+    ends = np.where(data[:, -1] != 0, width, np.argmax(data == 0, axis=1))
+    whole_objects = (np.all(ends > 0) and np.all(data[:, 0] == ord("{"))
+                     and np.all(data[np.arange(n), ends - 1] == ord("}")))
+    if whole_objects and np.array_equal(np.count_nonzero(data, axis=1), ends):
+        rows = [raw[i * width: i * width + e] for i, e in enumerate(ends.tolist())]
         try:
-            values = json.loads(b"[" + b",".join(rows) + b"]")
-        except ValueError:
+            values = orjson.loads(b"[" + b",".join(rows) + b"]")
+        except orjson.JSONDecodeError:
             values = None
-        if values is not None and len(values) == len(rows) and all(
-                isinstance(v, dict) for v in values):
+        if values is not None and len(values) == n and all(isinstance(v, dict) for v in values):
             return values
     out = []
-    for i, r in enumerate(rows):
+    for i in range(n):
         try:
-            out.append(json.loads(r.decode("utf-8")))
+            out.append(json.loads(raw[i * width:(i + 1) * width].rstrip(b"\0").decode("utf-8")))
         except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
             raise JsonRowError(i, str(exc)) from None
     return out

@@ -42,3 +42,17 @@ def test_split_object_across_rows_is_not_accepted_by_the_fast_path():
 def test_non_object_rows_decode_like_the_reference():
     arr = _rows([[1, 2], {"a": 1}, 3])
     assert decode_rows(arr) == [[1, 2], {"a": 1}, 3]
+
+
+def test_interior_nul_makes_the_row_invalid_like_the_reference():
+    arr = _rows([{"a": 1}] * 3)
+    arr[1, 10:14] = np.frombuffer(b"junk", dtype=np.uint8)  # after the NUL padding starts
+    with pytest.raises(JsonRowError) as err:
+        decode_rows(arr)
+    assert err.value.row == 1
+
+
+def test_nan_literals_fall_back_to_the_standard_parser():
+    arr = _rows([{"a": [float("nan"), 1.0]}] * 2)
+    out = decode_rows(arr)
+    assert np.isnan(out[0]["a"][0]) and out[1]["a"][1] == 1.0
