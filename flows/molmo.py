@@ -57,6 +57,15 @@ def _summarise(manifests: list[dict], stages) -> dict:
     return summary
 
 
+def _log_findings(logger, manifest: dict, limit: int = 20) -> None:
+    flog = logger.bind(file=manifest["relpath"])
+    for f in manifest["findings"][:limit]:
+        getattr(flog, f["severity"])(
+            f["rule"], item=f.get("item"), message=f["message"])
+    if len(manifest["findings"]) > limit:
+        flog.warning("more findings", count=len(manifest["findings"]) - limit)
+
+
 @flow(name="molmo-postprocess", task_runner=ThreadPoolTaskRunner(max_workers=16),
       log_prints=True)
 def molmo_postprocess(root: str, options: MolmoOptions = MolmoOptions(),
@@ -110,6 +119,7 @@ def molmo_postprocess(root: str, options: MolmoOptions = MolmoOptions(),
                                            "message": f"{type(result).__name__}: {result}",
                                            "item": None, "severity": "error"}]}
                     manifests.append(m)
+                    _log_findings(logger, m)
                     advance()
             if "validate" in stages:
                 p = outputs.write_index(split, outputs.build_index(manifests), options.overwrite)
