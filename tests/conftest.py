@@ -41,3 +41,8 @@ def state_dir():
 
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_STATE, ignore_errors=True)
+
+
+# The (camera, object) pairs MolmoSpaces' process_data.sh checks by default.
+MOLMO_VISIBILITY = [("droid_shoulder_light_randomization", "pickup_obj"),
+                    ("droid_shoulder_light_randomization", "place_receptacle")]

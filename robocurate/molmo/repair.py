@@ -54,8 +54,9 @@ def plan_repairs(h5, h5_path: Path, overwrite: bool, findings: Findings) -> dict
                 if (h5_path.parent / name).is_file():
                     plan[f"{key}/obs/sensor_data/{camera}"] = name
                 else:
-                    findings.add(h5_path, "video_missing", f"RGB video {name} not found",
-                                 item=key, severity="warning")
+                    findings.add(h5_path, "repair_video_missing",
+                                 f"RGB video {name} not found, not linked", item=key,
+                                 severity="warning")
             depth = f"{camera}_depth"
             if depth not in existing:
                 name = video_name(idx, depth, suffix)

@@ -81,34 +81,31 @@ def _check_agent(traj: h5py.Group, n_actions: int, decoded: dict | None) -> None
         _check_json(ds, "agent_json", f"obs/agent/{name}", decoded)
 
 
+def _visible_at_start(points, obj: str, camera: str) -> int:
+    """Visible points of ``obj`` in ``camera`` at t=0, for either storage format."""
+    if isinstance(points, h5py.Group):  # current: nested groups with num_points (T, 1)
+        return int(np.asarray(points[obj][camera]["num_points"][0]).ravel()[0])
+    return len(points[obj][camera])  # older: row 0 decoded, {obj: {cam: [[x, y], ...]}}
+
+
 def _check_visibility(traj: h5py.Group, pairs) -> str | None:
     """Returns a warning when visibility cannot be checked (the original skips then)."""
     points = traj.get("obs/extra/object_image_points")
     if points is None:
         return "obs/extra/object_image_points is missing: visibility not checked"
-    if isinstance(points, h5py.Group):
-        for camera, obj in pairs:
-            if obj not in points:
-                raise Invalid("visibility_object_missing", f"no image points for object {obj}")
-            if camera not in points[obj]:
-                raise Invalid("visibility_camera_missing",
-                              f"no image points for object {obj} in camera {camera}")
-            if int(np.asarray(points[obj][camera]["num_points"][0]).ravel()[0]) == 0:
-                raise Invalid("visibility_not_visible",
-                              f"object {obj} not visible in camera {camera} at t=0")
-        return None
-    try:  # the older format: one JSON row per step {obj: {cam: [[x, y], ...]}}
-        first = decode_row(points[0])
-    except ValueError as exc:
-        raise Invalid("visibility_object_missing",
-                      f"object_image_points row 0 is not valid JSON: {exc}") from None
+    if not isinstance(points, h5py.Group):
+        try:
+            points = decode_row(points[0])
+        except ValueError as exc:
+            raise Invalid("visibility_object_missing",
+                          f"object_image_points row 0 is not valid JSON: {exc}") from None
     for camera, obj in pairs:
-        if obj not in first:
+        if obj not in points:
             raise Invalid("visibility_object_missing", f"no image points for object {obj}")
-        if camera not in first[obj]:
+        if camera not in points[obj]:
             raise Invalid("visibility_camera_missing",
                           f"no image points for object {obj} in camera {camera}")
-        if len(first[obj][camera]) == 0:
+        if _visible_at_start(points, obj, camera) == 0:
             raise Invalid("visibility_not_visible",
                           f"object {obj} not visible in camera {camera} at t=0")
     return None

@@ -13,8 +13,7 @@ from robocurate.molmo.options import MolmoOptions
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_harness")]
 
-VIS = [("droid_shoulder_light_randomization", "pickup_obj"),
-       ("droid_shoulder_light_randomization", "place_receptacle")]
+from conftest import MOLMO_VISIBILITY as VIS
 
 
 @pytest.fixture(scope="module")

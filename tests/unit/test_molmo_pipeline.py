@@ -13,8 +13,7 @@ from robocurate.molmo.outputs import aggregate_stats, build_index
 from robocurate.molmo.pipeline import process_file
 from robocurate.molmo.repair import decode_filename
 
-VIS = [("droid_shoulder_light_randomization", "pickup_obj"),
-       ("droid_shoulder_light_randomization", "place_receptacle")]
+from conftest import MOLMO_VISIBILITY as VIS
 
 
 @pytest.fixture(scope="module")
