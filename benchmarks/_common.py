@@ -33,6 +33,10 @@ def machine_info() -> dict:
         "platform": platform.platform(),
     }
     try:
+        info["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        pass
+    try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("model name"):
@@ -54,6 +58,28 @@ def machine_info() -> dict:
     except ImportError:
         pass
     return info
+
+
+def code_info() -> dict:
+    """Which code was measured: the checked-out commit and robocurate's source digest
+    (other files may be edited while benchmarks run)."""
+    out = {"git_head": git_rev()}
+    try:
+        from robocurate.io.digest import code_version
+        out["robocurate_code_version"] = code_version()
+    except Exception:  # noqa: BLE001
+        pass
+    return out
+
+
+def steal_seconds() -> float:
+    """CPU time stolen by the hypervisor so far (all CPUs), from /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def drop_caches() -> bool:
@@ -104,7 +130,7 @@ def fresh_copy(src: Path, dst: Path) -> Path:
 def write_result(name: str, payload: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"{name}.json"
-    data = {"benchmark": name, "machine": machine_info(), **payload}
+    data = {"benchmark": name, "machine": machine_info(), "code": code_info(), **payload}
     out.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
     return out
 
@@ -123,7 +149,7 @@ def table(rows: list[list], header: list[str]) -> str:
 
 def _fmt(c) -> str:
     if isinstance(c, float):
-        return f"{c:.3f}" if abs(c) < 100 else f"{c:.1f}"
+        return f"{c:.3f}" if abs(c) < 10 else f"{c:.1f}"
     return str(c)
 
 

@@ -15,6 +15,9 @@ from concurrent.futures import ProcessPoolExecutor
 _lock = threading.Lock()
 _pool: ProcessPoolExecutor | None = None
 _workers = 1
+# With one worker the work runs in the calling thread; the flow's task threads would
+# otherwise all enter h5py at once and contend for its global lock.
+_inline = threading.Lock()
 
 
 def configure(workers: int) -> None:
@@ -39,7 +42,8 @@ def run(fn, *args, **kwargs):
                     max_workers=_workers, mp_context=multiprocessing.get_context("spawn"))
             pool = _pool
     if pool is None:
-        return fn(*args, **kwargs)
+        with _inline:
+            return fn(*args, **kwargs)
     return pool.submit(fn, *args, **kwargs).result()
 
 
