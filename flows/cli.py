@@ -111,6 +111,28 @@ def sample_molmo(out, houses, files_per_house, trajs_per_file, seed, splits, ste
     click.echo(f"wrote MolmoSpaces sample ({n_files} data files) to {out}")
 
 
+@sample.command("demos")
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--files", default=2, show_default=True, type=click.IntRange(1))
+@click.option("--demos-per-file", default=8, show_default=True, type=click.IntRange(1))
+@click.option("--schema", default="robomimic", show_default=True,
+              type=click.Choice(["robomimic", "seed"]))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--tactile", is_flag=True, help="Add tactile_left/right force observations.")
+@click.option("--no-images", is_flag=True, help="Leave out the camera observation.")
+@click.option("--no-faults", is_flag=True, help="Only clean files.")
+def sample_demos(out, files, demos_per_file, schema, seed, tactile, no_images, no_faults) -> None:
+    """Demonstration HDF5 files (robomimic or the seed's layout), plus a file with every
+    fault the checker detects, a broken file and one without data (see
+    OUT/sample_manifest.json)."""
+    from robocurate.samples.demos import generate_demos_dataset
+
+    manifest = generate_demos_dataset(out, files=files, demos_per_file=demos_per_file,
+                                      seed=seed, schema=schema, with_tactile=tactile,
+                                      with_images=not no_images, with_faults=not no_faults)
+    click.echo(f"wrote {len(manifest['files'])} demonstration files to {out}")
+
+
 # ---------------------------------------------------------------- MolmoSpaces
 def molmo_options(fn):
     options = [
@@ -182,6 +204,77 @@ def molmo_validate_cmd(**kw) -> None:
 def molmo_stats_cmd(**kw) -> None:
     """Write stats/ to each file and aggregated_statistics.json at ROOT."""
     _run_molmo(("stats",), **kw)
+
+
+# ---------------------------------------------------------------- demonstrations
+@main.group()
+def demos() -> None:
+    """Robot demonstration HDF5 (robomimic, the seed's layout, robosuite raw): check,
+    statistics, normaliser, train/valid split."""
+
+
+_FILES = click.argument("files", nargs=-1, required=True,
+                        type=click.Path(exists=True, dir_okay=False, path_type=Path))
+_SCHEMA = click.option("--schema", default="auto", show_default=True,
+                       type=click.Choice(["auto", "robomimic", "seed", "robosuite"]))
+_WORKERS = click.option("--workers", default=os.cpu_count() or 1, show_default=True,
+                        type=click.IntRange(1), help="Worker processes.")
+
+
+@demos.command("check")
+@_FILES
+@_SCHEMA
+@_WORKERS
+@click.option("--strict", is_flag=True, help="Exit 1 on warnings too.")
+@click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where robocurate-report.json goes (default: the files' common folder).")
+def demos_check_cmd(files, schema, workers, strict, report_dir) -> None:
+    """Validate files; prints errors and warnings per file and demo. Exit 1 on any error."""
+    from flows.demos import demos_check
+
+    result = _run_flow(demos_check, files=[str(f) for f in files], demo_schema=schema,
+                       workers=workers, report_dir=str(report_dir) if report_dir else None)
+    for entry in result["files"]:
+        click.echo(f"{entry['path']} [{entry['schema']}] {entry.get('demos', 0)} demos")
+        for f in entry["findings"]:
+            where = f" {f['item']}" if f.get("item") else ""
+            click.echo(f"  {f['severity'].upper():7} {f['rule']}{where}: {f['message']}")
+    s = result["summary"]
+    click.echo(f"{s['errors']} errors, {s['warnings']} warnings; report: {result['report']}")
+    _exit(1 if s["errors"] or (strict and s["warnings"]) else 0)
+
+
+@demos.command("stats")
+@_FILES
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the statistics JSON.")
+@_SCHEMA
+@_WORKERS
+def demos_stats_cmd(files, out, schema, workers) -> None:
+    """Demos, successes, lengths and per-key statistics (mean, std, min, max, q01, q99)."""
+    from flows.demos import demos_stats
+
+    result = _run_flow(demos_stats, files=[str(f) for f in files], out=str(out),
+                       demo_schema=schema, workers=workers)
+    click.echo(json.dumps(result["summary"], indent=2))
+    click.echo(f"statistics: {result['out']}\nreport: {result['report']}")
+    _exit(0)
+
+
+@demos.command("split")
+@_FILES
+@click.option("--valid-fraction", default=0.1, show_default=True,
+              type=click.FloatRange(0, 1, max_open=True))
+@click.option("--seed", default=0, show_default=True, type=int)
+def demos_split_cmd(files, valid_fraction, seed) -> None:
+    """Write mask/train and mask/valid (a crash-safe addition to each file)."""
+    from flows.demos import demos_split
+
+    result = _run_flow(demos_split, files=[str(f) for f in files],
+                       valid_fraction=valid_fraction, seed=seed)
+    click.echo(json.dumps(result["summary"], indent=2))
+    click.echo(f"report: {result['report']}")
+    _exit(0)
 
 
 # ---------------------------------------------------------------- demo

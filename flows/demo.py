@@ -5,8 +5,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from flows.demos import demos_check, demos_split, demos_stats
 from flows.molmo import molmo_postprocess
 from robocurate.molmo.options import MolmoOptions
+from robocurate.samples.demos import generate_demos_dataset
 from robocurate.samples.molmo import generate_molmo_dataset
 
 VISIBILITY = [("droid_shoulder_light_randomization", "pickup_obj"),
@@ -29,3 +31,18 @@ def run_demo(out: Path, workers: int = 2):
     for p in result["outputs"]:
         yield f"  output: {p}"
     yield f"  report: {result['report']}"
+
+    demos_root = out / "demos"
+    if demos_root.exists():
+        shutil.rmtree(demos_root)
+    generate_demos_dataset(demos_root, files=2, demos_per_file=8, seed=0, with_tactile=True)
+    yield f"Demonstration sample data: {demos_root}"
+    files = sorted(str(p) for p in demos_root.glob("*.hdf5"))
+    checked = demos_check(files=files, workers=workers)
+    yield "Demonstrations check: " + ", ".join(f"{k}={v}" for k, v in checked["summary"].items())
+    yield f"  report: {checked['report']}"
+    clean = [f for f in files if Path(f).name.startswith("demos_")]
+    stats = demos_stats(files=clean, out=str(demos_root / "stats.json"), workers=workers)
+    yield f"Demonstration statistics: {stats['out']}"
+    demos_split(files=clean, valid_fraction=0.2, seed=0)
+    yield f"Demonstrations split into mask/train and mask/valid: {len(clean)} files"

@@ -67,3 +67,14 @@ def test_missing_root_is_a_clear_error(tmp_path):
     proc = rc("molmo", "postprocess", tmp_path / "nope", check=False)
     assert proc.returncode == 2 and "does not exist" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_demos_check_exit_code_is_that_of_a_checker(tmp_path):
+    data = tmp_path / "demos"
+    rc("sample", "demos", data, "--files", 1, "--demos-per-file", 3)
+    clean = rc("demos", "check", data / "demos_0.hdf5")
+    assert "0 errors" in clean.stdout
+    faulty = rc("demos", "check", *sorted(data.glob("*.hdf5")), check=False)
+    assert faulty.returncode == 1, faulty.stderr[-2000:]
+    assert "ERROR   nan" in faulty.stdout and "unreadable_file" in faulty.stdout
+    assert "Traceback" not in faulty.stderr
