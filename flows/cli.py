@@ -277,6 +277,59 @@ def demos_split_cmd(files, valid_fraction, seed) -> None:
     _exit(0)
 
 
+# ---------------------------------------------------------------- publishing
+@main.command("push")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--repo-id", required=True, help="OWNER/NAME on the Hub.")
+@click.option("--repo-type", default="dataset", show_default=True,
+              type=click.Choice(["dataset", "model"]))
+@click.option("--revision", default="main", show_default=True)
+@click.option("--private", is_flag=True)
+@click.option("--path-in-repo", default=".", show_default=True)
+@click.option("--include", multiple=True, help="Glob of files to send (repeatable).")
+@click.option("--exclude", multiple=True, help="Glob of files to leave out (repeatable).")
+@click.option("--preflight", "preflight_kind", default="generic", show_default=True,
+              help="Family of preflight checks: generic, molmo, demos, ...")
+@click.option("--approve", is_flag=True, help="Approve the upload (no prompt).")
+@click.option("--dry-run", is_flag=True, help="Preflight and upload plan only; sends nothing.")
+@click.option("--commit-message", default="Upload with robocurate", show_default=True)
+@click.option("--token-block", help="Name of a Prefect Secret block holding the HF token "
+              "(default: HF_TOKEN or the huggingface_hub login).")
+def push_cmd(folder, repo_id, repo_type, revision, private, path_in_repo, include, exclude,
+             preflight_kind, approve, dry_run, commit_message, token_block) -> None:
+    """Publish FOLDER to the Hugging Face Hub (HF_ENDPOINT) after preflight and approval."""
+    from flows.publish import PreflightFailed, preflight_markdown, publish
+    from robocurate.hub.push import PushError
+
+    params = dict(folder=str(folder), repo_id=repo_id, repo_type=repo_type, revision=revision,
+                  private=private, path_in_repo=path_in_repo, include=list(include),
+                  exclude=list(exclude), preflight=preflight_kind,
+                  commit_message=commit_message, token_block=token_block)
+    try:
+        if not approve and not dry_run and sys.stdin.isatty():
+            plan = _run_flow(publish, **params, dry_run=True)
+            click.echo(preflight_markdown(plan["preflight"], plan["plan"]))
+            approve = click.confirm(f"Publish to {repo_id}?", default=False)
+        result = _run_flow(publish, **params, approve=approve, dry_run=dry_run)
+    except PreflightFailed as exc:
+        click.echo(f"robocurate: {exc}", err=True)
+        _exit(1)
+    except PushError as exc:
+        click.echo(f"robocurate: push failed: {exc}", err=True)
+        _exit(1)
+    if result["status"] == "dry-run":
+        click.echo(preflight_markdown(result["preflight"], result["plan"]))
+        _exit(0)
+    if result["status"] != "pushed":
+        click.echo(f"robocurate: nothing sent: {result['reason']}", err=True)
+        _exit(1)
+    r = result["receipt"]
+    click.echo(f"pushed {r['sent']['files']} files ({r['sent']['bytes']:,} bytes) in "
+               f"{len(r['commits'])} commits; {len(r['skipped'])} already present")
+    click.echo(f"receipt: {result['receipt_path']}")
+    _exit(0)
+
+
 # ---------------------------------------------------------------- demo
 @main.command()
 @click.option("--out", default="demo-output", show_default=True,
