@@ -29,6 +29,10 @@ def _collect(futures, label: str, key: str) -> list[dict]:
                 result = {"path": path, "status": "failed", "findings": [{
                     "path": path, "rule": "task_failed", "item": None, "severity": "error",
                     "message": f"{type(result).__name__}: {result}"}]}
+            else:
+                # A cache hit may come from a copy of this file at another path.
+                result = {**result, "path": path,
+                          "findings": [{**f, "path": path} for f in result.get("findings", [])]}
             out.append(result)
             advance()
     return out
