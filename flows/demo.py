@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -46,3 +47,30 @@ def run_demo(out: Path, workers: int = 2):
     yield f"Demonstration statistics: {stats['out']}"
     demos_split(files=clean, valid_fraction=0.2, seed=0)
     yield f"Demonstrations split into mask/train and mask/valid: {len(clean)} files"
+
+    # Publishing, against a local Hub-compatible server so the demo needs no account.
+    from flows.publish import publish
+    from robocurate.hub.card import write_card
+    from robocurate.hub.localhub import LocalHub
+
+    write_card(demos_root, title="robocurate demonstration sample", license="mit",
+               task_categories=["robotics"], tags=["robocurate", "robomimic"],
+               counters={"demos": stats["summary"]["demos"],
+                         "steps": stats["summary"]["total steps"]})
+    token = "hf_demo_local_token_not_secret_000"
+    with LocalHub(out / "local-hub", token=token) as hub:
+        hub_url = hub.url
+        env = {"HF_ENDPOINT": hub_url, "HF_TOKEN": token}
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            result = publish(folder=str(demos_root), repo_id="demo/robomimic-sample",
+                             include=["README.md", "stats.json", "demos_*.hdf5"],
+                             preflight="demos", approve=True)
+        finally:
+            for k, v in saved.items():
+                os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    r = result["receipt"]
+    yield (f"Published to a local Hub ({hub_url}): {r['sent']['files']} files, "
+           f"{r['sent']['bytes']:,} bytes, commit {r['commits'][0]['oid'][:12]}")
+    yield f"  receipt: {result['receipt_path']}"
