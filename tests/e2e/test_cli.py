@@ -78,3 +78,14 @@ def test_demos_check_exit_code_is_that_of_a_checker(tmp_path):
     assert faulty.returncode == 1, faulty.stderr[-2000:]
     assert "ERROR   nan" in faulty.stdout and "unreadable_file" in faulty.stdout
     assert "Traceback" not in faulty.stderr
+
+
+def test_demo_runs_every_landed_pipeline(tmp_path):
+    proc = rc("demo", "--out", tmp_path / "demo")
+    out = proc.stdout
+    for expected in ("MolmoSpaces post-processing", "Demonstrations check",
+                     "Demonstration statistics", "Published to a local Hub"):
+        assert expected in out, out
+    assert (tmp_path / "demo" / "molmo" / "robocurate-report.json").is_file()
+    assert (tmp_path / "demo" / "demos" / "robocurate-push-receipt.json").is_file()
+    assert "Traceback" not in proc.stderr
