@@ -261,6 +261,30 @@ def demos_stats_cmd(files, out, schema, workers) -> None:
     _exit(0)
 
 
+@demos.group("normalizer")
+def demos_normalizer() -> None:
+    """Normalisation statistics for training (DataNormalizer)."""
+
+
+@demos_normalizer.command("fit")
+@_FILES
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--keys", cls=GreedyOption, multiple=True,
+              help="Observation keys (default: every low-dimensional observation).")
+@click.option("--mode", default="gaussian", show_default=True,
+              type=click.Choice(["gaussian", "minmax"]))
+@click.option("--mask", default=None, help="Fit on the demos of mask/<MASK> only (e.g. train).")
+def demos_normalizer_fit_cmd(files, out, keys, mode, mask) -> None:
+    """Fit normalisation statistics (exact float64 over demos and files) to a JSON file."""
+    from flows.demos import demos_normalizer_fit
+
+    result = _run_flow(demos_normalizer_fit, files=[str(f) for f in files], out=str(out),
+                       keys=list(keys) or None, mode=mode, mask=mask)
+    click.echo(f"normalizer ({mode}) for {len(result['obs_keys'])} observation keys and "
+               f"actions: {result['out']}")
+    _exit(0)
+
+
 @demos.command("split")
 @_FILES
 @click.option("--valid-fraction", default=0.1, show_default=True,

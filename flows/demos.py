@@ -141,3 +141,18 @@ def demos_split(files: list[str], valid_fraction: float = 0.1, seed: int = 0) ->
                      {"files": files, "valid_fraction": valid_fraction, "seed": seed},
                      started, t0, summary, files, key="demos-split-report")
     return {"summary": summary, "report": report}
+
+
+@flow(name="demos-normalizer-fit")
+def demos_normalizer_fit(files: list[str], out: str, keys: list[str] | None = None,
+                         mode: str = "gaussian", mask: str | None = None) -> dict:
+    """Fit a DataNormalizer (gaussian or minmax) over the files and save it as JSON."""
+    if mode not in ("gaussian", "minmax"):
+        raise ValueError(f"unknown mode {mode!r}")
+    files = _check_paths(files)
+    out = str(Path(out).resolve())
+    result = demo_tasks.fit_normalizer(files, out, keys, mode, mask)
+    if not Path(out).is_file():  # a cached result whose file was removed since
+        result = demo_tasks.fit_normalizer.with_options(refresh_cache=True)(
+            files, out, keys, mode, mask)
+    return result

@@ -42,3 +42,14 @@ def split_file(path: str, inputs: list[str], valid_fraction: float, seed: int) -
             "path": path, "rule": "split_failed", "item": None, "severity": "error",
             "message": str(exc)}]}
     return {"path": path, "status": "ok", "findings": [], **result}
+
+
+@task(name="demos-normalizer-fit", cache_policy=ContentHash(files="inputs", ignore=("out",)),
+      **_IO)
+def fit_normalizer(inputs: list[str], out: str, keys: list[str] | None, mode: str,
+                   mask: str | None) -> dict:
+    from robocurate.demos.normalize import DataNormalizer
+
+    norm = DataNormalizer(mode=mode).fit(inputs, obs_keys=keys, mask=mask)
+    norm.save(out)
+    return {"out": out, "obs_keys": norm.obs_keys}

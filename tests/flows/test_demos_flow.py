@@ -59,3 +59,21 @@ def test_stats_and_split_flows(sample, tmp_path):
     for c in copies:
         with h5py.File(c, "r") as f:
             assert set(f["mask"]) >= {"train", "valid"}
+
+
+def test_normalizer_fit_flow(sample, tmp_path):
+    from flows.demos import demos_normalizer_fit
+    from robocurate.demos.normalize import DataNormalizer
+
+    clean = sorted(str(p) for p in sample.glob("demos_*.hdf5"))
+    out = tmp_path / "norm.json"
+    result = demos_normalizer_fit(files=clean, out=str(out), mode="gaussian", mask="train")
+    norm = DataNormalizer.load(out)
+    assert norm.obs_keys == result["obs_keys"] and norm.obs_keys
+    with h5py.File(clean[0], "r") as f:
+        demo = f["mask/train"][0].decode()
+        a = f[f"data/{demo}/actions"][()]
+    import numpy as np
+
+    np.testing.assert_allclose(norm.denormalize_action(norm.normalize_action(a)), a, rtol=1e-9,
+                               atol=1e-12)
