@@ -38,6 +38,10 @@ observations written for random access), which skips HDF5's per-call overhead an
 filter pipeline; see ``_Reader``. In forked DataLoader workers the dataset also switches
 torch's tensor sharing to ``file_system`` (``worker_sharing_strategy``), which roughly
 halves the cost of handing batches to the main process.
+
+Forked DataLoader workers die in a process that has already run a Prefect flow
+(Prefect leaves background threads behind); there, use
+``DataLoader(..., multiprocessing_context="spawn")``.
 """
 
 from __future__ import annotations
