@@ -107,3 +107,19 @@ def test_flow_gates_and_receipt_without_the_token(hub, folder, monkeypatch, capl
     everything = json.dumps([rejected, dry, done, again]) + caplog.text + \
         (folder / "robocurate-push-receipt.json").read_text()
     assert TOKEN not in everything
+
+
+@pytest.mark.flow
+@pytest.mark.usefixtures("prefect_harness")
+def test_token_from_a_prefect_secret_block(hub, folder, monkeypatch):
+    from prefect.blocks.system import Secret
+
+    from flows.publish import publish
+
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    Secret(value=TOKEN).save("hf-publish-token", overwrite=True)
+    done = publish(folder=str(folder), repo_id="me/secret-ds", approve=True,
+                   token_block="hf-publish-token")
+    assert done["status"] == "pushed" and TOKEN not in json.dumps(done)
+    assert "README.md" in hub.files("me/secret-ds", "dataset")
