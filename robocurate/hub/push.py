@@ -126,7 +126,7 @@ def _with_retries(fn, *, attempts: int = 6, base: float = 1.0, max_delay: float 
             retry_after = getattr(getattr(exc, "response", None), "headers", {}).get("Retry-After")
             delay = float(retry_after) if retry_after and retry_after.isdigit() else \
                 min(max_delay, base * 2 ** attempt) * (1 + random.random() / 2)
-        except (ConnectionError, TimeoutError) as exc:
+        except (ConnectionError, TimeoutError):
             delay = min(max_delay, base * 2 ** attempt) * (1 + random.random() / 2)
         except Exception as exc:  # httpx transport errors have no common stdlib base
             if type(exc).__name__ not in ("ConnectError", "ReadTimeout", "WriteTimeout",

@@ -33,6 +33,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from robocurate.samples.motion import min_jerk_path, seeded_rng, smoothstep
 from robocurate.demos.split import plan_split
 from robocurate.demos.writer import DemoWriter, _untimed_group
 from robocurate.io.atomic import atomic_write_bytes, atomic_write_json
@@ -146,7 +147,7 @@ def generate_demos_dataset(
         with _writer(out / name, schema, (h, w)) as wr:
             demos = []
             for di in range(demos_per_file):
-                rng = _rng(seed, 1, fi, di)
+                rng = seeded_rng(seed, 1, fi, di)
                 T = int(rng.integers(lo, hi + 1))
                 fail = bool(rng.random() < 0.25)
                 if di == demos_per_file - 1 and not any(d["success"] for d in demos):
@@ -247,7 +248,7 @@ def _write_faulty(out: Path, schema: str, synth: "_Synth", seed: int, steps: tup
     building = out / f".{name}.building"
     with _writer(building, schema, hw) as wr:
         for num, case in FAULT_CASES.items():
-            rng = _rng(seed, 2, num)
+            rng = seeded_rng(seed, 2, num)
             T = int(rng.integers(steps[0], steps[1] + 1))
             tr = synth.trajectory(rng, T, fail=False)
             parts = _split_for_schema(tr, schema)
@@ -258,7 +259,7 @@ def _write_faulty(out: Path, schema: str, synth: "_Synth", seed: int, steps: tup
             n_act = T
             # Faults go into obs only; next_obs stays clean, so each plant is one finding.
             parts["obs"] = dict(parts["obs"])
-            fault_rng = _rng(seed, 3, num)
+            fault_rng = seeded_rng(seed, 3, num)
             if case == "nan":
                 a = parts["obs"]["robot0_eef_pos"].copy()
                 r = int(fault_rng.integers(T // 4, T // 2))
@@ -424,9 +425,9 @@ def _manifest(entries: list[dict], *, schema: str, params: dict) -> dict:
         },
         "assumes": {
             "clean_files": "files of kind 'clean' have no findings at all",
-            "num_samples_mismatch": f"robomimic: demo attr num_samples vs len(actions) (obs rows "
-                                    f"when there are no actions); seed: attr length vs the "
-                                    f"number of observation steps; one finding per demo",
+            "num_samples_mismatch": "robomimic: demo attr num_samples vs len(actions) (obs rows "
+                                    "when there are no actions); seed: attr length vs the "
+                                    "number of observation steps; one finding per demo",
             "obs_action_count": f"{obs_g} rows vs action rows: robomimic equal, seed one more "
                                 f"observation; obs rows differing from actions are reported "
                                 f"here and not as num_samples_mismatch",
@@ -467,7 +468,7 @@ class _Synth:
         self.h, self.w = image_size
         self.with_images = with_images
         self.with_tactile = with_tactile
-        rng = _rng(seed, 0)
+        rng = seeded_rng(seed, 0)
         # A fixed linearised arm: joint angles follow the end effector smoothly.
         self.q_home = np.array([0.0, 0.2, 0.0, -2.4, 0.0, 2.6, 0.78])
         self.jac = rng.normal(0.0, 1.2, (7, 3))
@@ -495,17 +496,17 @@ class _Synth:
         way = np.stack([eef0, grasp + [0, 0, 0.10], grasp, grasp, grasp + [0, 0, 0.20]])
         way[1:] += rng.normal(0.0, 0.003, (4, 3))
         way[3] = way[2]
-        eef = _min_jerk(way, np.array([0.0, t1, t2, t3, 1.0]), t)
+        eef = min_jerk_path(way, np.array([0.0, t1, t2, t3, 1.0]), t)
         # Hand tremor: small, smooth.
         eef += 0.0015 * np.sin(2 * np.pi * (rng.uniform(2, 4, 3) * t[:, None] + rng.uniform(0, 1, 3)))
 
-        yaw = yaw_c * _smooth(t / t1)
+        yaw = yaw_c * smoothstep(t / t1)
         eef_quat = _quat_mul_xyzw(np.stack([np.zeros(n), np.zeros(n), np.sin(yaw / 2), np.cos(yaw / 2)], 1),
                                   np.array([1.0, 0.0, 0.0, 0.0]))
         eef_quat += rng.normal(0.0, 0.002, eef_quat.shape)
         eef_quat /= np.linalg.norm(eef_quat, axis=1, keepdims=True)
 
-        close = _smooth((t - t2) / max(t3 - t2, 1e-6))
+        close = smoothstep((t - t2) / max(t3 - t2, 1e-6))
         g_closed = 0.0 if fail else CUBE_HALF + 0.0005
         g = 0.04 + (g_closed - 0.04) * close
         gripper = np.stack([g, -g], 1)
@@ -609,21 +610,7 @@ class _Synth:
 # =========================================================================== helpers
 
 
-def _rng(seed: int, *keys: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([int(seed) & 0xFFFFFFFF,
-                                                         *(int(k) for k in keys)]))
 
-
-def _smooth(s):
-    s = np.clip(s, 0.0, 1.0)
-    return s * s * s * (10.0 - 15.0 * s + 6.0 * s * s)
-
-
-def _min_jerk(way: np.ndarray, times: np.ndarray, t: np.ndarray) -> np.ndarray:
-    seg = np.clip(np.searchsorted(times, t, side="right") - 1, 0, len(times) - 2)
-    span = np.maximum(times[seg + 1] - times[seg], 1e-9)
-    s = _smooth((t - times[seg]) / span)[:, None]
-    return way[seg] + s * (way[seg + 1] - way[seg])
 
 
 def _quat_mul_xyzw(a: np.ndarray, b: np.ndarray) -> np.ndarray:

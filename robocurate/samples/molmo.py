@@ -36,6 +36,7 @@ import h5py
 import numpy as np
 
 from robocurate.io.video import write_depth_mp4, write_mp4
+from robocurate.samples.motion import min_jerk_path, seeded_rng, smoothstep
 
 __all__ = [
     "CASES",
@@ -268,7 +269,7 @@ def _write_all(gen, out_dir, regular, split_names, house_ids, n_quirk_files, see
     lo, hi = steps
     files: list[dict] = []
     for spec in regular:
-        rng = _rng(seed, 1, spec["split_i"], spec["house_id"], spec["b"])
+        rng = seeded_rng(seed, 1, spec["split_i"], spec["house_id"], spec["b"])
         cases = ["clean"] * trajs_per_file + spec["cases"]
         order = rng.permutation(len(cases))
         trajs = [(i, cases[k]) for i, k in enumerate(order)]
@@ -279,18 +280,18 @@ def _write_all(gen, out_dir, regular, split_names, house_ids, n_quirk_files, see
                  "n": n_quirk_files}
         b = 1
         if with_invalid:
-            rng = _rng(seed, 2, 1)
+            rng = seeded_rng(seed, 2, 1)
             trajs = [(0, "clean"), (1, "old_format_not_visible"), (2, "clean")]
             files.append(gen.write_file(out_dir, {**qspec, "b": b}, trajs, rng, steps=(lo, hi),
                                         old_format=True))
             b += 1
-            rng = _rng(seed, 2, 2)
+            rng = seeded_rng(seed, 2, 2)
             trajs = [(0, "clean"), (1, "clean"), (3, "clean")]
             files.append(gen.write_file(out_dir, {**qspec, "b": b}, trajs, rng, steps=(lo, hi),
                                         nonconsecutive=True))
             b += 1
         if with_unreadable:
-            files.append(gen.write_unreadable(out_dir, {**qspec, "b": b}, _rng(seed, 2, 3),
+            files.append(gen.write_unreadable(out_dir, {**qspec, "b": b}, seeded_rng(seed, 2, 3),
                                               steps=(lo, hi)))
 
     return files
@@ -357,7 +358,7 @@ class _Generator:
                         T = 3
                     else:
                         T = int(rng.integers(steps[0], steps[1] + 1))
-                    trng = _rng(self.seed, 3, spec["split_i"], spec["house_id"], spec["b"], idx)
+                    trng = seeded_rng(self.seed, 3, spec["split_i"], spec["house_id"], spec["b"], idx)
                     traj = self.synth(trng, T, case, old_format=old_format)
                     _write_traj(f, f"traj_{idx}", traj)
                     traj.data = {}  # written; the video job only needs the drawing info
@@ -472,11 +473,11 @@ class _Generator:
         way = np.clip(np.stack([q0, q_pre, q_grasp, q_lift, q_place, q_end]), _Q_LO, _Q_HI)
         frac = np.array([0.0, 0.22, 0.36, 0.55, 0.76, 1.0])
         times = frac * (T - 1)
-        arm = _min_jerk_path(way, times, t)
+        arm = min_jerk_path(way, times, t)
 
         t_grasp, t_place = times[2], times[4]
         closed = rng.uniform(0.45, 0.78)
-        g = closed * (_smooth((t - t_grasp) / 3.0) - _smooth((t - t_place - 1) / 3.0))
+        g = closed * (smoothstep((t - t_grasp) / 3.0) - smoothstep((t - t_place - 1) / 3.0))
         gripper = np.clip(np.stack([g, g * (1.0 + rng.normal(0, 0.004))], axis=1), 0.0,
                           GRIPPER_MAX)
         arm_vel = np.gradient(arm, dt, axis=0) if T > 1 else np.zeros_like(arm)
@@ -973,27 +974,13 @@ def _check_camera(cams) -> str:
     return next((c.name for c in cams if not c.on_wrist), names[0])
 
 
-def _rng(seed: int, *keys: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([int(seed) & 0xFFFFFFFF,
-                                                         *(int(k) for k in keys)]))
-
 
 def _house_ids(seed: int, n: int) -> list[int]:
-    rng = _rng(seed, 0)
+    rng = seeded_rng(seed, 0)
     pool = np.arange(1, max(1000, 4 * n))
     return [int(x) for x in rng.choice(pool, size=n, replace=False)]
 
 
-def _smooth(s):
-    s = np.clip(s, 0.0, 1.0)
-    return s * s * s * (10.0 - 15.0 * s + 6.0 * s * s)
-
-
-def _min_jerk_path(way: np.ndarray, times: np.ndarray, t: np.ndarray) -> np.ndarray:
-    seg = np.clip(np.searchsorted(times, t, side="right") - 1, 0, len(times) - 2)
-    span = np.maximum(times[seg + 1] - times[seg], 1e-9)
-    s = _smooth((t - times[seg]) / span)[:, None]
-    return way[seg] + s * (way[seg + 1] - way[seg])
 
 
 # Franka (Panda / FR3) kinematics, modified DH (Craig): (a_{i-1}, d_i, alpha_{i-1}).
