@@ -7,9 +7,15 @@ otherwise cache hits would leak between test sessions.
 
 import os
 import shutil
+import signal
+import socket
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 _STATE = Path(tempfile.mkdtemp(prefix="robocurate-tests-"))
@@ -46,3 +52,39 @@ def pytest_sessionfinish(session, exitstatus):
 # The (camera, object) pairs MolmoSpaces' process_data.sh checks by default.
 MOLMO_VISIBILITY = [("droid_shoulder_light_randomization", "pickup_obj"),
                     ("droid_shoulder_light_randomization", "place_receptacle")]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def prefect_server(tmp_path):
+    """URL of a fresh `prefect server start` on a free loopback port."""
+    port = _free_port()
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "server-home"),
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false"}
+    (tmp_path / "server-home").mkdir()
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1",
+                             "--port", str(port)], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, "prefect server exited"
+            assert time.monotonic() < deadline, "prefect server did not start"
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
