@@ -87,3 +87,15 @@ def settles_in_place(fn):
         return result
 
     return wrapper
+
+
+def retry_on_io_errors(task, task_run, state) -> bool:
+    """Retry condition: only I/O and connection failures are worth another attempt; a
+    ValueError from bad data fails the same way every time."""
+    try:
+        state.result()
+    except (OSError, TimeoutError, ConnectionError):
+        return True
+    except Exception:
+        return False
+    return False

@@ -8,10 +8,11 @@ from prefect.tasks import exponential_backoff
 from robocurate.demos import check, split, statistics
 from robocurate.io.digest import default_cache_dir, file_digest
 from tasks import pool
-from tasks.cache import ContentHash, settles_in_place
+from tasks.cache import ContentHash, retry_on_io_errors, settles_in_place
 
 _IO = dict(retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=2),
-           retry_jitter_factor=0.5, persist_result=True, cache_result_in_memory=False)
+           retry_jitter_factor=0.5, retry_condition_fn=retry_on_io_errors,
+           persist_result=True, cache_result_in_memory=False)
 
 
 @task(name="demos-check", task_run_name="check:{path}",

@@ -8,7 +8,7 @@ from prefect.tasks import exponential_backoff
 from robocurate.molmo import pipeline
 from robocurate.molmo.options import MolmoOptions
 from tasks import pool
-from tasks.cache import ContentHash, settles_in_place
+from tasks.cache import ContentHash, retry_on_io_errors, settles_in_place
 
 
 @task(
@@ -18,6 +18,7 @@ from tasks.cache import ContentHash, settles_in_place
     retries=2,
     retry_delay_seconds=exponential_backoff(backoff_factor=2),
     retry_jitter_factor=0.5,
+    retry_condition_fn=retry_on_io_errors,
     persist_result=True,
     cache_result_in_memory=False,
 )

@@ -1,0 +1,1 @@
+"""React tactile-visual recordings (RealSense + GelSight + OptiTrack HDF5): integrity, compression."""
