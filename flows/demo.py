@@ -8,9 +8,11 @@ from pathlib import Path
 
 from flows.demos import demos_check, demos_split, demos_stats
 from flows.molmo import molmo_postprocess
+from flows.react import react_curate
 from robocurate.molmo.options import MolmoOptions
 from robocurate.samples.demos import generate_demos_dataset
 from robocurate.samples.molmo import generate_molmo_dataset
+from robocurate.samples.react import generate_react_dataset
 
 VISIBILITY = [("droid_shoulder_light_randomization", "pickup_obj"),
               ("droid_shoulder_light_randomization", "place_receptacle")]
@@ -47,6 +49,17 @@ def run_demo(out: Path, workers: int = 2):
     yield f"Demonstration statistics: {stats['out']}"
     demos_split(files=clean, valid_fraction=0.2, seed=0)
     yield f"Demonstrations split into mask/train and mask/valid: {len(clean)} files"
+
+    react_root = out / "react"
+    if react_root.exists():
+        shutil.rmtree(react_root)
+    generate_react_dataset(react_root, episodes=3, frames=30, seed=0)
+    yield f"React sample data: {react_root}"
+    curated = react_curate(root=str(react_root), task="motherboard", date="2026-06-01",
+                           workers=workers)
+    yield "React integrity + compression: " + ", ".join(
+        f"{k}={v}" for k, v in curated["summary"].items())
+    yield f"  report: {curated['report']}"
 
     # Publishing, against a local Hub-compatible server so the demo needs no account.
     from flows.publish import publish

@@ -84,7 +84,8 @@ def test_demo_runs_every_landed_pipeline(tmp_path):
     proc = rc("demo", "--out", tmp_path / "demo")
     out = proc.stdout
     for expected in ("MolmoSpaces post-processing", "Demonstrations check",
-                     "Demonstration statistics", "Published to a local Hub"):
+                     "Demonstration statistics", "React integrity + compression",
+                     "Published to a local Hub"):
         assert expected in out, out
     assert (tmp_path / "demo" / "molmo" / "robocurate-report.json").is_file()
     assert (tmp_path / "demo" / "demos" / "robocurate-push-receipt.json").is_file()
