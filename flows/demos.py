@@ -10,7 +10,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.observe import progress, publish_report
+from flows.observe import collect, publish_report
 from robocurate.demos import statistics
 from robocurate.io.atomic import atomic_write_json
 from robocurate.log import get_logger
@@ -19,23 +19,6 @@ from tasks import demos as demo_tasks
 from tasks import pool
 
 
-def _collect(futures, label: str, key: str) -> list[dict]:
-    """Results in submission order; a task that failed after its retries is a finding."""
-    out = []
-    with progress(len(futures), label, key=key) as advance:
-        for path, fut in futures:
-            result = fut.result(raise_on_failure=False)
-            if not isinstance(result, dict):
-                result = {"path": path, "status": "failed", "findings": [{
-                    "path": path, "rule": "task_failed", "item": None, "severity": "error",
-                    "message": f"{type(result).__name__}: {result}"}]}
-            else:
-                # A cache hit may come from a copy of this file at another path.
-                result = {**result, "path": path,
-                          "findings": [{**f, "path": path} for f in result.get("findings", [])]}
-            out.append(result)
-            advance()
-    return out
 
 
 def _report(pipeline: str, root: Path, manifests: list[dict], parameters: dict, started: str,
@@ -79,7 +62,7 @@ def demos_check(files: list[str], demo_schema: str = "auto", workers: int = 2,
     pool.configure(workers)
     try:
         futures = [(p, demo_tasks.check_file.submit(p, [p], schema)) for p in files]
-        manifests = _collect(futures, "demos check", "demos-check-progress")
+        manifests = collect(futures, "demos check", "demos-check-progress")
     finally:
         pool.shutdown()
     for m in manifests:
@@ -108,7 +91,7 @@ def demos_stats(files: list[str], out: str, demo_schema: str = "auto", workers: 
     pool.configure(workers)
     try:
         futures = [(p, demo_tasks.file_stats.submit(p, [p], schema)) for p in files]
-        manifests = _collect(futures, "demos stats", "demos-stats-progress")
+        manifests = collect(futures, "demos stats", "demos-stats-progress")
         # Cached results point at value files under ROBOCURATE_HOME; recompute any whose
         # values were pruned since.
         manifests = [m if all(Path(v).is_file() for v in m.get("values", {}).values())
@@ -133,7 +116,7 @@ def demos_split(files: list[str], valid_fraction: float = 0.1, seed: int = 0) ->
     started, t0 = now_iso(), time.perf_counter()
     files = _check_paths(files)
     futures = [(p, demo_tasks.split_file.submit(p, [p], valid_fraction, seed)) for p in files]
-    manifests = _collect(futures, "demos split", "demos-split-progress")
+    manifests = collect(futures, "demos split", "demos-split-progress")
     summary = {"files": len(files),
                "train demos": sum(len(m.get("train", [])) for m in manifests),
                "valid demos": sum(len(m.get("valid", [])) for m in manifests)}

@@ -13,7 +13,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.observe import progress, publish_report
+from flows.observe import collect, publish_report
 from robocurate.log import get_logger
 from robocurate.react import integrity
 from robocurate.report import build_report, now_iso, write_report
@@ -22,26 +22,11 @@ from tasks import react as react_tasks
 STAGES = ("integrity", "compress")
 
 
-def _wait(futures, label, key):
-    out = []
-    with progress(len(futures), label, key=key) as advance:
-        for path, fut in futures:
-            result = fut.result(raise_on_failure=False)
-            if not isinstance(result, dict):
-                result = {"path": path, "ok": False, "status": "failed", "findings": [{
-                    "path": path, "rule": "task_failed", "item": None, "severity": "error",
-                    "message": f"{type(result).__name__}: {result}"}]}
-            else:
-                result = {**result, "path": path,
-                          "findings": [{**f, "path": path} for f in result.get("findings", [])]}
-            out.append(result)
-            advance()
-    return out
 
 
 def _integrity(paths: list[str]) -> list[dict]:
     futures = [(p, react_tasks.check_episode.submit(p, [p])) for p in paths]
-    return _wait(futures, "react integrity", "react-integrity-progress")
+    return collect(futures, "react integrity", "react-integrity-progress")
 
 
 @flow(name="react-curate", task_runner=ThreadPoolTaskRunner(max_workers=4))
@@ -78,7 +63,7 @@ def react_curate(root: str, task: str, date: str, stages: list[str] = list(STAGE
 
     if "compress" in stages and good:
         futures = [(p, react_tasks.compress_episode.submit(p, [p], level, workers)) for p in good]
-        results = _wait(futures, "react compress", "react-compress-progress")
+        results = collect(futures, "react compress", "react-compress-progress")
         findings += [f for r in results for f in r.get("findings", [])]
         done = [r for r in results if r.get("status") in ("compressed", "already_compressed")]
         before = sum(r.get("bytes_before", 0) for r in done)

@@ -36,6 +36,7 @@ import h5py
 import numpy as np
 
 from robocurate.io.video import write_depth_mp4, write_mp4
+from robocurate.io.atomic import atomic_write_bytes
 from robocurate.samples.motion import min_jerk_path, seeded_rng, smoothstep
 
 __all__ = [
@@ -424,7 +425,7 @@ class _Generator:
             raw = buf.read_bytes()
         finally:
             buf.unlink(missing_ok=True)
-        _atomic_write_bytes(h5_path, raw[: len(raw) // 2])
+        atomic_write_bytes(h5_path, raw[: len(raw) // 2])
         return {
             "path": h5_path.relative_to(out_dir).as_posix(),
             "split": spec["split"],
@@ -876,20 +877,9 @@ def _zero_mdat(path: Path) -> None:
     path.write_bytes(bytes(raw))
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    _atomic_write_bytes(path, text.encode("utf-8"))
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 # =========================================================================== manifest

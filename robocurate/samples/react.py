@@ -41,6 +41,7 @@ import h5py
 import hdf5plugin
 import numpy as np
 
+from robocurate.io.atomic import atomic_write_bytes
 from robocurate.samples.motion import min_jerk_path, seeded_rng
 
 __all__ = [
@@ -134,7 +135,7 @@ def generate_react_dataset(
                 raw = Path(full).read_bytes()
             finally:
                 Path(full).unlink(missing_ok=True)
-            _atomic_write_bytes(path, raw[: len(raw) // 2])
+            atomic_write_bytes(path, raw[: len(raw) // 2])
             frames_, active = None, []
         else:
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=ep_dir)
@@ -170,7 +171,7 @@ def generate_react_dataset(
                                  if e["expected_integrity"]["reason"]}),
         "files": entries,
     }
-    _atomic_write_bytes(root / MANIFEST_NAME,
+    atomic_write_bytes(root / MANIFEST_NAME,
                         (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
     return manifest
 
@@ -304,14 +305,3 @@ def _yaw_quat(a: float) -> np.ndarray:
     """Unit quaternion [qx, qy, qz, qw] for a rotation of ``a`` rad about z."""
     return np.array([0.0, 0.0, np.sin(a / 2), np.cos(a / 2)])
 
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
