@@ -14,7 +14,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.observe import progress, publish_report
+from flows.observe import collect, publish_report
 from robocurate.log import get_logger
 from robocurate.molmo import outputs
 from robocurate.molmo.layout import batch_suffix, data_files, split_dirs
@@ -45,7 +45,7 @@ def _summarise(manifests: list[dict], stages) -> dict:
     n_valid = sum(len(m["valid"] or {}) for m in manifests)
     summary = {
         "files": len(manifests),
-        "unreadable files": sum(m["status"] != "ok" for m in manifests),
+        "unreadable files": sum(m["status"] == "unreadable" for m in manifests),
         "files changed": sum(bool(m.get("changed")) for m in manifests),
         "trajectories": n_traj,
     }
@@ -91,36 +91,20 @@ def molmo_postprocess(root: str, options: MolmoOptions = MolmoOptions(),
             logger.info("split", split=str(split), files=len(files), stages=label)
             videos: dict = {}
             futures = [
-                (h5, molmo_tasks.process_file.submit(
+                (str(h5), molmo_tasks.process_file.submit(
                     str(h5), str(split), str(h5.relative_to(split)), _inputs(h5, videos),
                     options, stages, label))
                 for h5 in files]
             manifests = []
-            with progress(len(futures), f"molmo {label} {split.name}",
-                          key="molmo-progress") as advance:
-                for h5, fut in futures:
-                    fut.wait()
-                    state = fut.state
-                    result = fut.result(raise_on_failure=False)
-                    if isinstance(result, dict):
-                        m = dict(result)
-                        # A cache hit may come from a copy of this file elsewhere.
-                        cached = state.name == "Cached"
-                        m.update(path=str(h5), relpath=str(h5.relative_to(split)),
-                                 house=h5.parent.name, cached=cached,
-                                 changed=m["changed"] and not cached)
-                        for f in m["findings"]:
-                            f["path"] = str(h5)
-                    else:
-                        m = {"path": str(h5), "relpath": str(h5.relative_to(split)),
-                             "house": h5.parent.name, "status": "failed", "n_traj": 0,
-                             "repaired": 0, "valid": None, "stats": None, "changed": False,
-                             "findings": [{"path": str(h5), "rule": "task_failed",
-                                           "message": f"{type(result).__name__}: {result}",
-                                           "item": None, "severity": "error"}]}
-                    manifests.append(m)
-                    _log_findings(logger, m)
-                    advance()
+            for m in collect(futures, f"molmo {label} {split.name}", "molmo-progress"):
+                h5 = Path(m["path"])
+                m = {"n_traj": 0, "repaired": 0, "valid": None, "stats": None,
+                     "changed": False, **m, "relpath": str(h5.relative_to(split)),
+                     "house": h5.parent.name}
+                # A cached result describes an earlier run: nothing changed in this one.
+                m["changed"] = m["changed"] and not m.get("cached")
+                manifests.append(m)
+                _log_findings(logger, m)
             if "validate" in stages:
                 p = outputs.write_index(split, outputs.build_index(manifests), options.overwrite)
                 written += [str(p)] if p else []

@@ -104,17 +104,20 @@ def publish_report(report: dict, key: str) -> None:
 def collect(futures, label: str, key: str) -> list[dict]:
     """Task results in submission order, with a progress bar. A task that failed after its
     retries becomes a ``task_failed`` finding; a result served from the cache entry of a
-    copy of the file at another path is relabelled with this file's path."""
+    copy of the file at another path is relabelled with this file's path, and marked
+    ``cached``."""
     out = []
     with progress(len(futures), label, key=key) as advance:
         for path, fut in futures:
+            fut.wait()
+            cached = fut.state.name == "Cached"
             result = fut.result(raise_on_failure=False)
             if not isinstance(result, dict):
                 result = {"path": path, "ok": False, "status": "failed", "findings": [{
                     "path": path, "rule": "task_failed", "item": None, "severity": "error",
                     "message": f"{type(result).__name__}: {result}"}]}
             else:
-                result = {**result, "path": path,
+                result = {**result, "path": path, "cached": cached,
                           "findings": [{**f, "path": path} for f in result.get("findings", [])]}
             out.append(result)
             advance()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
+from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from prefect.runtime import deployment, flow_run
@@ -78,8 +79,8 @@ def publish(folder: str, repo_id: str, repo_type: str = "dataset", revision: str
                 answer = pause_flow_run(
                     wait_for_input=Approval.with_initial_data(description=summary),
                     timeout=approval_timeout_s)
-            except Exception as exc:  # timed out
-                logger.warning("approval timed out", error=str(exc))
+            except FlowPauseTimeout:
+                logger.warning("approval timed out", timeout_s=approval_timeout_s)
                 return {"status": "not-approved", "reason": "approval timed out", "plan": plan}
             approve = bool(answer and answer.approve)
         if not approve:

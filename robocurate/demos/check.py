@@ -153,7 +153,11 @@ def _check_demo(demo, key, path, schema, findings, signatures) -> int:
         findings.add(path, "no_actions", "demo has no actions dataset", item=key)
         actions = None
 
-    for name, ds in iter_datasets(demo):
+    # One walk of the demo's tree: every rule below reads from this list.
+    datasets = list(iter_datasets(demo))
+    obs_prefix = obs.name.rsplit("/", 1)[-1] + "/" if obs is not None else None
+    obs_datasets = [(n, ds) for n, ds in datasets if obs_prefix and n.startswith(obs_prefix)]
+    for name, ds in datasets:
         if ds.dtype.kind not in "biuf":
             continue
         nan_at, inf_at, (range_at, n_out) = _scan_numeric(
@@ -174,13 +178,10 @@ def _check_demo(demo, key, path, schema, findings, signatures) -> int:
     counted = "length" if schema == "seed" else "num_samples"
     if counted in demo.attrs:
         n = int(np.asarray(demo.attrs[counted]).ravel()[0])
-        if schema == "seed":
-            wrong = [name for name, ds in iter_datasets(obs)] if obs is not None else []
-            wrong = [f"observations/{w}" for w in wrong if _steps(obs[w]) != n]
-        else:
-            wrong = [name for name, ds in iter_datasets(demo)
-                     if name.split("/")[0] in ("actions", "rewards", "dones", "states")
-                     and _steps(ds) != n]
+        counted_sets = obs_datasets if schema == "seed" else [
+            (name, ds) for name, ds in datasets
+            if name.split("/")[0] in ("actions", "rewards", "dones", "states")]
+        wrong = [name for name, ds in counted_sets if _steps(ds) != n]
         if wrong:
             findings.add(path, "num_samples_mismatch", f"{counted} is {n} but "
                          f"{', '.join(wrong[:5])} {'have' if len(wrong) > 1 else 'has'} "
@@ -188,7 +189,7 @@ def _check_demo(demo, key, path, schema, findings, signatures) -> int:
         if schema != "seed":
             steps = n
     if obs is not None and actions is not None:
-        obs_lengths = {_steps(ds) for _, ds in iter_datasets(obs)}
+        obs_lengths = {_steps(ds) for _, ds in obs_datasets}
         n_act = _steps(actions)
         expected = n_act + 1 if schema == "seed" else n_act
         convention = "n+1 observations" if schema == "seed" else "equal lengths"

@@ -69,7 +69,7 @@ def file_stats(path: str | Path, values_dir: str | Path, schema: str = "auto",
                 if "success" in demo.attrs:
                     out["with_success"] += 1
                     out["successes"] += bool(np.asarray(demo.attrs["success"]).ravel()[0])
-                force_total = None
+                force_total, tactile_keys = None, 0
                 for name, ds in _per_step_datasets(demo, schema):
                     if ds.dtype.kind not in "biuf" or ds.ndim == 0 or ds.shape[0] == 0:
                         continue
@@ -86,8 +86,10 @@ def file_stats(path: str | Path, values_dir: str | Path, schema: str = "auto",
                     elif _is_tactile(name, ds):
                         force = ds[..., 0].sum(axis=(1, 2), dtype=np.float64)
                         tactile.setdefault(name, []).append(RunningStats.from_array(force))
-                        force_total = force if force_total is None else (
-                            force_total + force if len(force) == len(force_total) else force_total)
+                        if force_total is None:
+                            force_total, tactile_keys = force, 1
+                        elif len(force) == len(force_total):
+                            force_total, tactile_keys = force_total + force, tactile_keys + 1
                     elif ds.ndim <= 2:
                         arr = np.asarray(ds[()], dtype=np.float64).reshape(ds.shape[0], -1)
                         finite = np.isfinite(arr).all(axis=1)
@@ -99,7 +101,8 @@ def file_stats(path: str | Path, values_dir: str | Path, schema: str = "auto",
                         if len(arr):
                             stats.setdefault(name, []).append(RunningStats.from_array(arr))
                             values.setdefault(name, []).append(arr)
-                if force_total is not None and len(tactile) > 1:
+                # The seed's total force: left + right per step, when a demo has both.
+                if tactile_keys > 1:
                     tactile.setdefault("total", []).append(RunningStats.from_array(force_total))
     except OSError as exc:
         findings.add(path, "unreadable_file", f"cannot read HDF5 file: {exc}")

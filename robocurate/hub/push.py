@@ -128,10 +128,10 @@ def _with_retries(fn, *, attempts: int = 6, base: float = 1.0, max_delay: float 
                 min(max_delay, base * 2 ** attempt) * (1 + random.random() / 2)
         except (ConnectionError, TimeoutError):
             delay = min(max_delay, base * 2 ** attempt) * (1 + random.random() / 2)
-        except Exception as exc:  # httpx transport errors have no common stdlib base
-            if type(exc).__name__ not in ("ConnectError", "ReadTimeout", "WriteTimeout",
-                                          "ConnectTimeout", "RemoteProtocolError", "ReadError",
-                                          "WriteError", "PoolTimeout"):
+        except Exception as exc:
+            # Connection failures of the client's HTTP library (httpx or httpx2, depending
+            # on the huggingface_hub version) all derive from its TransportError.
+            if not any(c.__name__ == "TransportError" for c in type(exc).__mro__):
                 raise
             delay = min(max_delay, base * 2 ** attempt) * (1 + random.random() / 2)
         if attempt == attempts - 1:
