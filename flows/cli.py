@@ -19,8 +19,14 @@ from flows.clikit import GreedyOption, _exit, _run_flow
 @click.option("--log-json", is_flag=True, help="Machine-readable JSON log lines on stderr.")
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.option("--task-runner", type=click.Choice(["threads", "processes", "dask"]),
+              default=None, envvar="ROBOCURATE_TASK_RUNNER", show_envvar=True,
+              help="Where per-file tasks run (default threads + robocurate's process pool).")
+@click.option("--dask-address", default=None, envvar="ROBOCURATE_DASK_ADDRESS",
+              show_envvar=True, help="Existing Dask scheduler for --task-runner dask.")
 @click.version_option(package_name="robocurate")
-def main(log_json: bool, log_level: str) -> None:
+def main(log_json: bool, log_level: str, task_runner: str | None,
+         dask_address: str | None) -> None:
     """robocurate: raw robot-learning recordings to clean, validated, published datasets.
 
     Pipeline commands run as Prefect flows: on the embedded API (own PREFECT_HOME under
@@ -28,6 +34,11 @@ def main(log_json: bool, log_level: str) -> None:
     """
     from robocurate import log
 
+    # Flows pick their task runner when their module is imported (flows/runners.py).
+    if task_runner:
+        os.environ["ROBOCURATE_TASK_RUNNER"] = task_runner
+    if dask_address:
+        os.environ["ROBOCURATE_DASK_ADDRESS"] = dask_address
     prepare_environment()
     log.configure(json_logs=log_json, level=log_level)
 

@@ -33,11 +33,14 @@ class GreedyOption(click.Option):
 
 def _run_flow(flow_fn, **params):
     """Run a flow in this process; data problems are findings, other errors exit 2."""
-    from flows.observe import route_logs_to_prefect
+    from flows.observe import TasksFailed, route_logs_to_prefect
 
     route_logs_to_prefect(json_console=click.get_current_context().find_root().params["log_json"])
     try:
         return flow_fn(**params)
+    except TasksFailed as exc:
+        click.echo(f"robocurate: {exc}", err=True)
+        _exit(1)
     except (FileNotFoundError, NotADirectoryError, ValueError) as exc:
         click.echo(f"robocurate: error: {exc}", err=True)
         _exit(2)

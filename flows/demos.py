@@ -6,11 +6,10 @@ import os
 import time
 from pathlib import Path
 
-from prefect import flow
 from prefect.runtime import flow_run
-from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.observe import collect, publish_report
+from flows.observe import collect, fail_on_task_failures, publish_report
+from flows.runners import pipeline_flow
 from robocurate.demos import statistics
 from robocurate.io.atomic import atomic_write_json
 from robocurate.log import get_logger
@@ -32,6 +31,7 @@ def _report(pipeline: str, root: Path, manifests: list[dict], parameters: dict, 
     except OSError:  # inputs on read-only storage: the report goes to the working directory
         path = write_report(Path.cwd(), report)
     publish_report(report, key=key)
+    fail_on_task_failures(findings, path)
     return str(path)
 
 
@@ -48,7 +48,7 @@ def _check_paths(files: list[str]) -> list[str]:
     return [str(Path(f).resolve()) for f in files]
 
 
-@flow(name="demos-check", task_runner=ThreadPoolTaskRunner(max_workers=16))
+@pipeline_flow("demos-check", named_by=("files",), threads=16)
 def demos_check(files: list[str], demo_schema: str = "auto", workers: int = 2,
                 report_dir: str | None = None) -> dict:
     """Validate demonstration files: errors make the data unusable, warnings are quirks.
@@ -82,7 +82,7 @@ def demos_check(files: list[str], demo_schema: str = "auto", workers: int = 2,
         for m in manifests]}
 
 
-@flow(name="demos-stats", task_runner=ThreadPoolTaskRunner(max_workers=16))
+@pipeline_flow("demos-stats", named_by=("files",), threads=16)
 def demos_stats(files: list[str], out: str, demo_schema: str = "auto", workers: int = 2) -> dict:
     """Dataset statistics merged exactly across demos and files, written to ``out``."""
     schema = demo_schema
@@ -110,7 +110,7 @@ def demos_stats(files: list[str], out: str, demo_schema: str = "auto", workers: 
     return {"summary": summary, "report": report, "out": str(Path(out).resolve())}
 
 
-@flow(name="demos-split", task_runner=ThreadPoolTaskRunner(max_workers=4))
+@pipeline_flow("demos-split", named_by=("files",), threads=4)
 def demos_split(files: list[str], valid_fraction: float = 0.1, seed: int = 0) -> dict:
     """Write mask/train and mask/valid into each file (a crash-safe addition)."""
     started, t0 = now_iso(), time.perf_counter()
@@ -126,7 +126,7 @@ def demos_split(files: list[str], valid_fraction: float = 0.1, seed: int = 0) ->
     return {"summary": summary, "report": report}
 
 
-@flow(name="demos-normalizer-fit")
+@pipeline_flow("demos-normalizer-fit")
 def demos_normalizer_fit(files: list[str], out: str, keys: list[str] | None = None,
                          mode: str = "gaussian", mask: str | None = None) -> dict:
     """Fit a DataNormalizer (gaussian or minmax) over the files and save it as JSON."""

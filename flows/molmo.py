@@ -10,11 +10,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from prefect import flow
 from prefect.runtime import flow_run
-from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.observe import collect, publish_report
+from flows.observe import collect, fail_on_task_failures, publish_report
+from flows.runners import pipeline_flow
 from robocurate.log import get_logger
 from robocurate.molmo import outputs
 from robocurate.molmo.layout import batch_suffix, data_files, split_dirs
@@ -66,8 +65,7 @@ def _log_findings(logger, manifest: dict, limit: int = 20) -> None:
         flog.warning("more findings", count=len(manifest["findings"]) - limit)
 
 
-@flow(name="molmo-postprocess", task_runner=ThreadPoolTaskRunner(max_workers=16),
-      log_prints=True)
+@pipeline_flow("molmo-postprocess", named_by=("root",), threads=16, log_prints=True)
 def molmo_postprocess(root: str, options: MolmoOptions = MolmoOptions(),
                       stages: list[str] = list(STAGES), workers: int = 2) -> dict:
     """Repair video paths, validate trajectories and compute statistics under ROOT
@@ -130,6 +128,7 @@ def molmo_postprocess(root: str, options: MolmoOptions = MolmoOptions(),
                | {"valid": len(m.get("valid") or {})} for m in all_manifests])
     report_path = write_report(root_path, report)
     publish_report(report, key="molmo-report")
+    fail_on_task_failures(findings, report_path)
     logger.info("done", report=str(report_path), **{k.replace(" ", "_"): v
                                                    for k, v in summary.items()})
     return {"report": str(report_path), "summary": summary, "outputs": written,

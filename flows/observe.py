@@ -122,3 +122,20 @@ def collect(futures, label: str, key: str) -> list[dict]:
             out.append(result)
             advance()
     return out
+
+
+class TasksFailed(RuntimeError):
+    """Some tasks failed after their retries (not a data problem: those are findings).
+
+    Raised after the report is written so the flow run ends Failed; retrying the run from
+    the UI (or ``prefect flow-run retry``) re-executes only that work, since every
+    completed task is a cache hit.
+    """
+
+
+def fail_on_task_failures(findings: list[dict], report_path) -> None:
+    failed = sorted({f["path"] for f in findings if f.get("rule") == "task_failed"})
+    if failed:
+        shown = ", ".join(failed[:5]) + (f" and {len(failed) - 5} more" if len(failed) > 5 else "")
+        raise TasksFailed(f"{len(failed)} task(s) failed after their retries ({shown}); "
+                          f"report: {report_path}. Retry the run: completed work is cached.")

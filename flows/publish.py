@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from prefect.runtime import deployment, flow_run
 
+from flows.runners import pipeline_flow
 from robocurate.io.atomic import atomic_write_json
 from robocurate.log import get_logger
 from robocurate.report import now_iso
@@ -47,7 +47,7 @@ def preflight_markdown(results: list[dict], plan: dict | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-@flow(name="publish")
+@pipeline_flow("publish", named_by=("repo_id",))
 def publish(folder: str, repo_id: str, repo_type: str = "dataset", revision: str = "main",
             private: bool = False, path_in_repo: str = ".", include: list[str] = [],
             exclude: list[str] = [], preflight: str = "generic", approve: bool = False,

@@ -9,11 +9,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from prefect import flow
 from prefect.runtime import flow_run
-from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.observe import collect, publish_report
+from flows.observe import collect, fail_on_task_failures, publish_report
+from flows.runners import pipeline_flow
 from robocurate.log import get_logger
 from robocurate.react import integrity
 from robocurate.report import build_report, now_iso, write_report
@@ -29,7 +28,7 @@ def _integrity(paths: list[str]) -> list[dict]:
     return collect(futures, "react integrity", "react-integrity-progress")
 
 
-@flow(name="react-curate", task_runner=ThreadPoolTaskRunner(max_workers=4))
+@pipeline_flow("react-curate", named_by=("task", "date"), threads=4)
 def react_curate(root: str, task: str, date: str, stages: list[str] = list(STAGES),
                  level: int = 4, workers: int = 2) -> dict:
     """Curate one task/date of React recordings under ROOT (data/<task>/<date>/episode_*.h5)."""
@@ -85,4 +84,5 @@ def react_curate(root: str, task: str, date: str, stages: list[str] = list(STAGE
                           findings=findings, run_id=str(flow_run.id or ""))
     path = write_report(root_path, report)
     publish_report(report, key="react-report")
+    fail_on_task_failures(findings, path)
     return {"summary": summary, "report": str(path), "findings": len(findings)}
