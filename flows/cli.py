@@ -409,9 +409,11 @@ def demo(out: Path, workers: int) -> None:
 
 
 # Pipelines with their own command modules.
+from flows.cli_deploy import deploy  # noqa: E402
 from flows.cli_droid import droid, sample_droid  # noqa: E402
 from flows.cli_owa import owa, sample_owa  # noqa: E402
 
+main.add_command(deploy)
 main.add_command(owa)
 main.add_command(droid)
 sample.add_command(sample_owa, "owa")
