@@ -39,8 +39,11 @@ class ContentHash(CachePolicy):
         skip = {self.files, self.in_place, *self.ignore}
         params = {k: v for k, v in inputs.items() if k not in skip}
         fn = task_ctx.task.fn
-        return hash_objects(
-            f"{fn.__module__}.{fn.__qualname__}", code_version(), params, raise_on_failure=True)
+        # tasks/<domain>.py wraps robocurate/<domain>/: only that code (and the shared
+        # modules) versions its cache entries.
+        domain = fn.__module__.rsplit(".", 1)[-1]
+        return hash_objects(f"{fn.__module__}.{fn.__qualname__}", code_version(domain), params,
+                            raise_on_failure=True)
 
     def state(self, scope: str, inputs: dict[str, Any]) -> str:
         """Hash of every input file's name and content (raises OSError if one is unreadable)."""

@@ -128,19 +128,25 @@ def file_digest(path: str | os.PathLike) -> str:
     return default_memo().digest(path)
 
 
-def code_version() -> str:
-    """Digest of robocurate's own source: any change to the domain code invalidates caches."""
-    global _code_version
-    if _code_version is None:
-        import robocurate
+def code_version(domain: str | None = None) -> str:
+    """Digest of the robocurate source a task depends on: the shared modules (top level and
+    ``io/``) plus the ``domain`` package (``molmo``, ``react``...), or the whole library
+    when ``domain`` names no package. Editing the OWA code must not invalidate every
+    MolmoSpaces cache entry; editing MolmoSpaces or shared code must."""
+    import robocurate
 
+    root = Path(robocurate.__file__).parent
+    if not (domain and (root / domain).is_dir()):
+        domain = None
+    if domain not in _code_versions:
+        files = sorted(root.rglob("*.py")) if domain is None else sorted(
+            [*root.glob("*.py"), *(root / "io").rglob("*.py"), *(root / domain).rglob("*.py")])
         h = xxhash.xxh3_128()
-        root = Path(robocurate.__file__).parent
-        for p in sorted(root.rglob("*.py")):
+        for p in files:
             h.update(str(p.relative_to(root)).encode())
             h.update(p.read_bytes())
-        _code_version = f"{robocurate.__version__}+{h.hexdigest()[:16]}"
-    return _code_version
+        _code_versions[domain] = f"{robocurate.__version__}+{h.hexdigest()[:16]}"
+    return _code_versions[domain]
 
 
-_code_version: str | None = None
+_code_versions: dict[str | None, str] = {}

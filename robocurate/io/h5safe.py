@@ -46,6 +46,7 @@ except ImportError:  # not POSIX: no protection against concurrent writers
 __all__ = [
     "H5Addition",
     "H5BusyError",
+    "H5WriteError",
     "H5VerificationError",
     "TEMP_SUFFIX",
     "dataset_fingerprints",
@@ -79,6 +80,12 @@ _COPY_FALLBACK_ERRNOS = {
 
 class H5VerificationError(Exception):
     """The rewritten file lost or altered a dataset of the original; nothing was replaced."""
+
+
+class H5WriteError(OSError):
+    """Writing the working copy or committing it failed (disk full, permissions, a path in
+    the way): an infrastructure failure worth a retry, not a problem of the data, which
+    stays untouched."""
 
 
 class H5BusyError(RuntimeError):
@@ -141,7 +148,11 @@ class H5Addition:
             self._ro.close()
             self._ro = None
         self._made_writable = True
-        self._tmp_fd, self._copied_stat = _copy_file(self._real, self._tmp)
+        try:
+            self._tmp_fd, self._copied_stat = _copy_file(self._real, self._tmp)
+        except OSError as exc:
+            raise H5WriteError(f"{self.path}: cannot make the working copy {self._tmp}: "
+                               f"{exc}") from exc
         self._tmp_created = True
         # HDF5's own flock on a second descriptor would collide with ours.
         self._rw = h5py.File(self._tmp, "r+", locking=False)
@@ -190,6 +201,12 @@ class H5Addition:
             self._tmp_created = False
             self._release_tmp_fd()
             _fsync_dir(self._real.parent)
+        except H5WriteError:
+            self._abort()
+            raise
+        except OSError as exc:
+            self._abort()
+            raise H5WriteError(f"{self.path}: cannot commit the additions: {exc}") from exc
         except BaseException:
             self._abort()
             raise
@@ -261,7 +278,11 @@ def h5_additions(path: str | os.PathLike[str], *, verify: str = "content") -> It
     given = Path(path)
     # Replace the file a symlink points to, not the symlink.
     real = Path(os.path.realpath(given))
-    _remove_stale_temp(temp_path_for(real), given)
+    try:
+        _remove_stale_temp(temp_path_for(real), given)
+    except OSError as exc:
+        raise H5WriteError(f"{given}: cannot clear the working-copy path "
+                           f"{temp_path_for(real)}: {exc}") from exc
     add = H5Addition(given, real)
     try:
         yield add

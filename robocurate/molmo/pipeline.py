@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from robocurate.findings import Findings
-from robocurate.io.h5safe import h5_additions
+from robocurate.io.h5safe import H5WriteError, h5_additions
 from robocurate.molmo import repair, statistics
 from robocurate.molmo.options import MolmoOptions
 from robocurate.molmo.validate import traj_keys, trajectory_lengths, validate_file
@@ -103,6 +103,8 @@ def process_file(h5_path: str | Path, split_dir: str | Path, opts: MolmoOptions,
             if want_stats and mask is not None:
                 manifest["stats"] = _partials(per_traj)
             manifest["changed"] = tx.changed
+    except H5WriteError:
+        raise  # not the data: the task fails, is retried, and a re-run redoes it
     except OSError as exc:
         findings.add(h5_path, "unreadable_file", f"cannot read HDF5 file: {exc}", severity="error")
         manifest["status"] = "unreadable"

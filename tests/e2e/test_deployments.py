@@ -1,0 +1,118 @@
+"""A platform engineer's path, end to end on a real server: `robocurate deploy setup`,
+`prefect deploy --all`, a process worker, a deployment run of a real pipeline; then a run
+that fails part-way is retried through the API and only the failed work runs again."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from robocurate.io.h5safe import temp_path_for
+
+pytestmark = pytest.mark.e2e
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def _wait(api, run_id, terminal=("COMPLETED", "FAILED", "CRASHED", "CANCELLED"), timeout=240):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = httpx.get(f"{api}/flow_runs/{run_id}", timeout=10).json()
+        if run["state_type"] in terminal:
+            return run
+        time.sleep(1)
+    raise AssertionError(f"flow run {run_id} still {run['state_name']} after {timeout}s")
+
+
+def _task_runs(api, run_id) -> list[dict]:
+    r = httpx.post(f"{api}/task_runs/filter", timeout=10,
+                   json={"flow_runs": {"id": {"any_": [run_id]}}, "limit": 200})
+    r.raise_for_status()
+    return r.json()
+
+
+def _run_id(out: str) -> str:
+    return next(w for line in out.splitlines() if "UUID" in line for w in line.split()
+                if len(w) == 36 and w.count("-") == 4)
+
+
+@pytest.fixture
+def deployed(prefect_server, tmp_path):
+    env = {**os.environ, "PREFECT_API_URL": prefect_server, "ROBOCURATE_WORKDIR": str(REPO),
+           "ROBOCURATE_HOME": str(tmp_path / "rc-home"),
+           "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(tmp_path / "results")}
+    env.pop("PREFECT_HOME", None)
+    env["PREFECT_HOME"] = str(tmp_path / "client-home")
+
+    def run(*args, check=True):
+        proc = subprocess.run(list(args), env=env, cwd=REPO, capture_output=True, text=True,
+                              timeout=300)
+        if check:
+            assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return proc
+
+    first = run(str(BIN / "robocurate"), "deploy", "setup", "--gpu-pool-type", "process")
+    assert "created work pool robocurate-cpu" in first.stdout
+    again = run(str(BIN / "robocurate"), "deploy", "setup", "--gpu-pool-type", "process",
+                "--gpu-slots", "2")
+    assert "updated work pool robocurate-gpu" in again.stdout  # idempotent
+    pool = httpx.get(f"{prefect_server}/work_pools/robocurate-gpu", timeout=10).json()
+    assert pool["concurrency_limit"] == 2
+    run(str(BIN / "prefect"), "--no-prompt", "deploy", "--all")
+    log = open(tmp_path / "worker.log", "w")
+    worker = subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool",
+                               "robocurate-cpu"], env=env, cwd=REPO, stdout=log,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield env, run
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+        log.close()
+
+
+def test_deployment_run_and_ui_retry(deployed, prefect_server, tmp_path):
+    env, run = deployed
+    data = tmp_path / "molmo"
+    run(str(BIN / "robocurate"), "sample", "molmo", str(data), "--houses", "2",
+        "--files-per-house", "2", "--trajs-per-file", "3", "--no-invalid")
+    second = tmp_path / "molmo-second"
+    shutil.copytree(data, second)
+
+    out = run(str(BIN / "prefect"), "deployment", "run", "molmo-postprocess/molmo-postprocess",
+              "--param", f"root={data}").stdout
+    first = _wait(prefect_server, _run_id(out))
+    assert first["state_type"] == "COMPLETED", first["state"]
+    assert first["name"].startswith("molmo-postprocess molmo ")  # named after its dataset
+    assert (data / "robocurate-report.json").is_file()
+    assert list(data.rglob("*.h5"))
+
+    # A squatter on one file's temporary path makes that file's task fail after retries.
+    files = sorted(second.rglob("*.h5"))
+    blocker = temp_path_for(files[0])
+    blocker.mkdir()
+    out = run(str(BIN / "prefect"), "deployment", "run", "molmo-postprocess/molmo-postprocess",
+              "--param", f"root={second}").stdout
+    run_id = _run_id(out)
+    failed = _wait(prefect_server, run_id)
+    assert failed["state_type"] == "FAILED", failed["state"]
+    before = {t["id"] for t in _task_runs(prefect_server, run_id)}
+
+    blocker.rmdir()
+    run(str(BIN / "prefect"), "flow-run", "retry", run_id)
+    retried = _wait(prefect_server, run_id)
+    assert retried["state_type"] == "COMPLETED", retried["state"]
+    states = sorted(t["state_name"] for t in _task_runs(prefect_server, run_id)
+                    if t["id"] not in before and t["name"].endswith(".h5"))
+    # Only the failed file ran again; every other file was served from the cache.
+    assert states.count("Completed") == 1, states
+    assert states.count("Cached") == len(files) - 1, states
