@@ -106,68 +106,22 @@ def sample_demos(out, files, demos_per_file, schema, seed, tactile, no_images, n
 @click.option("--frames", default=60, show_default=True, type=click.IntRange(2))
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--no-faults", is_flag=True, help="Only clean episodes.")
-def sample_react(out, task_name, date, episodes, frames, seed, no_faults) -> None:
+@click.option("--detector-faults", is_flag=True,
+              help="Add 7 episodes with LED spikes, teleports, OT freezes, a recorder stall, "
+                   "an operator holding still, a late OT start and GelSight drift.")
+def sample_react(out, task_name, date, episodes, frames, seed, no_faults,
+                 detector_faults) -> None:
     """React raw episodes (RealSense BGR + depth, GelSight RGB, OptiTrack poses; BLOSC-LZ4
-    as recorded) with faulty files labelled in OUT/sample_manifest.json."""
+    as recorded) with faulty files labelled in OUT/sample_manifest.json, and the camera
+    calibration the preview overlay uses (OUT/calibration.json)."""
+    from robocurate.react.calibration import write_sample_calibration
     from robocurate.samples.react import generate_react_dataset
 
     manifest = generate_react_dataset(out, task=task_name, date=date, episodes=episodes,
-                                      frames=frames, seed=seed, with_faults=not no_faults)
+                                      frames=frames, seed=seed, with_faults=not no_faults,
+                                      detector_faults=detector_faults)
+    write_sample_calibration(out)
     click.echo(f"wrote {len(manifest['files'])} React episodes to {out}")
-
-
-# ---------------------------------------------------------------- React
-@main.group()
-def react() -> None:
-    """React tactile-visual recordings: integrity and compression (more stages to come)."""
-
-
-def react_options(fn):
-    options = [
-        click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=Path)),
-        click.option("--task", "task_name", required=True, help="Task folder under data/."),
-        click.option("--date", required=True, help="Date folder (YYYY-MM-DD)."),
-        click.option("--level", default=4, show_default=True, type=click.IntRange(1, 9),
-                     help="GZIP level for compression."),
-        click.option("--workers", default=os.cpu_count() or 1, show_default=True,
-                     type=click.IntRange(1), help="Compression threads per file."),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
-
-
-def _run_react(stages, root, task_name, date, level, workers) -> None:
-    from flows.react import react_curate
-
-    result = _run_flow(react_curate, root=str(root), task=task_name, date=date,
-                       stages=list(stages), level=level, workers=workers)
-    click.echo(json.dumps(result["summary"], indent=2))
-    click.echo(f"report: {result['report']}")
-    _exit(0)
-
-
-@react.command("curate")
-@react_options
-@click.option("--stages", default="integrity,compress", show_default=True,
-              help="Comma-separated stages, in order: integrity, compress.")
-def react_curate_cmd(stages, **kw) -> None:
-    """Run the stages in order; corrupt files are renamed *.h5.corrupt and left out."""
-    _run_react([s.strip() for s in stages.split(",") if s.strip()], **kw)
-
-
-@react.command("integrity")
-@react_options
-def react_integrity_cmd(**kw) -> None:
-    """Every episode opens and every modality has the same frame count."""
-    _run_react(["integrity"], **kw)
-
-
-@react.command("compress")
-@react_options
-def react_compress_cmd(**kw) -> None:
-    """Rewrite frame datasets as GZIP+shuffle, verified bit-exact before an atomic rename."""
-    _run_react(["integrity", "compress"], **kw)
 
 
 # ---------------------------------------------------------------- MolmoSpaces
@@ -411,9 +365,11 @@ def demo(out: Path, workers: int) -> None:
 # Pipelines with their own command modules.
 from flows.cli_deploy import deploy  # noqa: E402
 from flows.cli_droid import droid, sample_droid  # noqa: E402
+from flows.cli_react import react  # noqa: E402
 from flows.cli_owa import owa, sample_owa  # noqa: E402
 
 main.add_command(deploy)
+main.add_command(react)
 main.add_command(owa)
 main.add_command(droid)
 sample.add_command(sample_owa, "owa")

@@ -98,7 +98,8 @@ def _load_family_checks() -> None:
     """Families register their checks in their own modules; import them lazily."""
     import importlib
 
-    for module in ("robocurate.molmo.preflight", "robocurate.demos.preflight"):
+    for module in ("robocurate.molmo.preflight", "robocurate.demos.preflight",
+                   "robocurate.react.preflight", "robocurate.owa.preflight"):
         try:
             importlib.import_module(module)
         except ImportError:
