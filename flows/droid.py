@@ -24,12 +24,10 @@ import time
 import uuid
 from pathlib import Path
 
-from prefect import flow
 from prefect.runtime import flow_run
 
-from flows.naming import run_name
 from flows.observe import progress, publish_report
-from flows.runners import make_task_runner
+from flows.runners import pipeline_flow
 from robocurate.droid import calibration
 from robocurate.droid.episode import STAGING, TrackOptions
 from robocurate.droid.layout import Episode, SupersetIndex, discover_episodes, order_episodes
@@ -144,8 +142,7 @@ def _check(mode, episodes, workers, gpus, intrinsics_source, intrinsics_table, c
                                  "recordings/MP4/<serial>-stereo.mp4 files)") from None
 
 
-@flow(name="droid-tracks", flow_run_name=run_name("droid", "raw_root"),
-      task_runner=make_task_runner(threads=16), log_prints=True)
+@pipeline_flow("droid-tracks", named_by=("raw_root",), threads=16, log_prints=True)
 def droid_tracks(raw_root: str, out_root: str, mode: str = "metadata", episodes: int = 10,
                  workers: int = 2, gpus: int = 1, intrinsics_source: str = "conf",
                  intrinsics_table: str | None = None, calib_dir: str | None = None,

@@ -19,9 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from prefect import flow
 from prefect.runtime import flow_run
 
+from flows.runners import pipeline_flow
 from robocurate.log import get_logger
 from robocurate.report import build_report, now_iso, write_report
 
@@ -61,7 +61,7 @@ def _staging(out: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
 
 
-@flow(name="owa-tokenize")
+@pipeline_flow("owa-tokenize", named_by=("input_dir",))
 def owa_tokenize(input_dir: str, output_dir: str, tokenizer: str, encoder_type: str = "hierarchical",
                  image_token: str = "<image>", image_token_length: int = 64,
                  num_proc: int | None = None, overwrite: bool = False) -> dict:
@@ -119,7 +119,7 @@ def owa_tokenize(input_dir: str, output_dir: str, tokenizer: str, encoder_type: 
     return {"summary": summary, "report": str(path), "findings": len(findings), "output": str(out)}
 
 
-@flow(name="owa-pack")
+@pipeline_flow("owa-pack", named_by=("input_dir",))
 def owa_pack(input_dir: str, output_dir: str, max_sequence_length: int = 8192,
              pad_token_id: int | None = None, episode_aligned: bool = False,
              overwrite: bool = False) -> dict:

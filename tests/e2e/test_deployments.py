@@ -2,6 +2,7 @@
 `prefect deploy --all`, a process worker, a deployment run of a real pipeline; then a run
 that fails part-way is retried through the API and only the failed work runs again."""
 
+import json
 import os
 import shutil
 import signal
@@ -116,3 +117,37 @@ def test_deployment_run_and_ui_retry(deployed, prefect_server, tmp_path):
     # Only the failed file ran again; every other file was served from the cache.
     assert states.count("Completed") == 1, states
     assert states.count("Cached") == len(files) - 1, states
+
+
+def test_gpu_step_dispatched_to_the_gpu_pool(deployed, prefect_server, tmp_path):
+    """A process pool stands in for the docker GPU pool: same dispatch code path."""
+    env, run = deployed
+    data = tmp_path / "react"
+    run(str(BIN / "robocurate"), "sample", "react", str(data), "--episodes", "2",
+        "--frames", "20", "--no-faults")
+    log = open(tmp_path / "gpu-worker.log", "w")
+    gpu_worker = subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool",
+                                   "robocurate-gpu"], env=env, cwd=REPO, stdout=log,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        out = run(str(BIN / "prefect"), "deployment", "run", "react-curate/react-curate",
+                  "--param", f"root={data}", "--param", "date=2026-06-01",
+                  "--param", 'stages=["integrity", "contact-index"]',
+                  "--param", "device=cpu").stdout
+        parent = _wait(prefect_server, _run_id(out), timeout=300)
+        assert parent["state_type"] == "COMPLETED", parent["state"]
+    finally:
+        os.killpg(gpu_worker.pid, signal.SIGTERM)
+        try:
+            gpu_worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(gpu_worker.pid, signal.SIGKILL)
+        log.close()
+    pts = sorted((data / "processed" / "mode1_v1" / "motherboard" / "2026-06-01").glob("*.pt"))
+    assert len(pts) == 2
+    children = httpx.post(f"{prefect_server}/flow_runs/filter", timeout=10, json={
+        "flow_runs": {"parent_task_run_id": {"is_null_": False}}}).json()
+    child = [c for c in children if c["work_pool_name"] == "robocurate-gpu"]
+    assert child and child[0]["state_type"] == "COMPLETED"
+    report = json.loads((data / "robocurate-report.json").read_text())
+    assert report["summary"]["gpu pool"] == "robocurate-gpu"
