@@ -1,4 +1,4 @@
-"""``robocurate demo``: sample data through every pipeline that has landed."""
+"""``robocurate demo``: sample data through every pipeline, then a publish to a local Hub."""
 
 from __future__ import annotations
 
@@ -8,10 +8,15 @@ from pathlib import Path
 
 from flows.demos import demos_check, demos_split, demos_stats
 from flows.molmo import molmo_postprocess
+from flows.droid import droid_tracks
+from flows.owa import owa_bins, owa_events
 from flows.react import react_curate
+from robocurate.react.calibration import write_sample_calibration
 from robocurate.molmo.options import MolmoOptions
 from robocurate.samples.demos import generate_demos_dataset
+from robocurate.samples.droid import generate_droid_episodes
 from robocurate.samples.molmo import generate_molmo_dataset
+from robocurate.samples.owa import generate_owa_recordings
 from robocurate.samples.react import generate_react_dataset
 
 VISIBILITY = [("droid_shoulder_light_randomization", "pickup_obj"),
@@ -53,13 +58,37 @@ def run_demo(out: Path, workers: int = 2):
     react_root = out / "react"
     if react_root.exists():
         shutil.rmtree(react_root)
-    generate_react_dataset(react_root, episodes=3, frames=30, seed=0)
+    generate_react_dataset(react_root, episodes=2, frames=60, seed=0, detector_faults=True)
+    write_sample_calibration(react_root)
     yield f"React sample data: {react_root}"
     curated = react_curate(root=str(react_root), task="motherboard", date="2026-06-01",
-                           workers=workers)
-    yield "React integrity + compression: " + ", ".join(
+                           workers=workers, device="cpu")
+    yield "React curation (all stages): " + ", ".join(
         f"{k}={v}" for k, v in curated["summary"].items())
     yield f"  report: {curated['report']}"
+
+    droid_raw, droid_out = out / "droid-raw", out / "droid"
+    for d in (droid_raw, droid_out):
+        if d.exists():
+            shutil.rmtree(d)
+    generate_droid_episodes(droid_raw, episodes=3, seed=0, with_video=True, video_frames=8)
+    yield f"DROID sample data: {droid_raw}"
+    tracked = droid_tracks(raw_root=str(droid_raw), out_root=str(droid_out), mode="full",
+                           episodes=-1, workers=workers, calib_dir=str(droid_raw / "calibration"))
+    yield "DROID tracks + depth: " + ", ".join(
+        f"{k}={v}" for k, v in tracked["summary"].items())
+    yield f"  report: {tracked['report']}"
+
+    owa_raw, owa_events_dir, owa_bins_dir = out / "owa-raw", out / "owa-events", out / "owa-bins"
+    for d in (owa_raw, owa_events_dir, owa_bins_dir):
+        if d.exists():
+            shutil.rmtree(d)
+    generate_owa_recordings(owa_raw, files=3, minutes=0.1, seed=0, generations=("0.3",))
+    yield f"OWA sample recordings: {owa_raw}"
+    ev = owa_events(train_dir=str(owa_raw), output_dir=str(owa_events_dir), workers=workers)
+    yield "OWA event dataset: " + ", ".join(f"{k}={v}" for k, v in ev["summary"].items())
+    bins = owa_bins(input_dir=str(owa_events_dir), output_dir=str(owa_bins_dir))
+    yield "OWA binned dataset: " + ", ".join(f"{k}={v}" for k, v in bins["summary"].items())
 
     # Publishing, against a local Hub-compatible server so the demo needs no account.
     from flows.publish import publish
