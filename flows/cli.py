@@ -304,7 +304,7 @@ def demos_split_cmd(files, valid_fraction, seed) -> None:
 @click.option("--include", multiple=True, help="Glob of files to send (repeatable).")
 @click.option("--exclude", multiple=True, help="Glob of files to leave out (repeatable).")
 @click.option("--preflight", "preflight_kind", default="generic", show_default=True,
-              help="Family of preflight checks: generic, molmo, demos, ...")
+              help="Family of preflight checks: generic, molmo, demos, react, owa.")
 @click.option("--approve", is_flag=True, help="Approve the upload (no prompt).")
 @click.option("--dry-run", is_flag=True, help="Preflight and upload plan only; sends nothing.")
 @click.option("--commit-message", default="Upload with robocurate", show_default=True)

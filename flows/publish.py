@@ -10,6 +10,7 @@ from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from prefect.runtime import deployment, flow_run
+from prefect.states import Failed
 
 from flows.runners import pipeline_flow
 from robocurate.io.atomic import atomic_write_json
@@ -62,9 +63,12 @@ def publish(folder: str, repo_id: str, repo_type: str = "dataset", revision: str
     if failed:
         create_markdown_artifact(preflight_markdown(results), key="publish-preflight",
                                  description="preflight failed: nothing was sent")
-        raise PreflightFailed("preflight failed, nothing was sent:\n" + "\n".join(
+        message = "preflight failed, nothing was sent:\n" + "\n".join(
             f"- {r['name']}: {r['reason']}" + "".join(f"\n    {p}" for p in r["paths"][:20])
-            for r in failed))
+            for r in failed)
+        # A Failed state rather than a raise: the run ends Failed with the reasons, and
+        # callers still get PreflightFailed, but no traceback is logged for a data verdict.
+        return Failed(message=message, data=PreflightFailed(message))
     tgt = tasks.target(repo_id, repo_type, revision, private, path_in_repo)
     plan = tasks.plan(str(folder_path), tgt, list(include), exclude, token_block)
     summary = preflight_markdown(results, plan)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
+from prefect.states import Failed
 
 from flows.observe import collect, fail_on_task_failures, publish_report
 from flows.react_gpu import contact_index_all
@@ -218,14 +219,20 @@ def react_curate(root: str, task: str, date: str, stages: list[str] = list(ALL),
         outputs += [str(c["card"])] + [str(p) for p in figs["paths"]]
         summary["card review needed"] = bool(c["review_needed"])
 
-    publish_result = None
+    publish_result, refused = None, None
     if "publish" in stages:
-        from flows.publish import publish
+        from flows.publish import PreflightFailed, publish
 
-        publish_result = publish(folder=str(root_path), repo_id=repo_id, preflight="react",
-                                 exclude=["*.corrupt", "**/*.corrupt", "**/.*", ".*"],
-                                 approve=approve, dry_run=dry_run)
-        summary["publish"] = publish_result["status"]
+        try:
+            publish_result = publish(folder=str(root_path), repo_id=repo_id, preflight="react",
+                                     exclude=["*.corrupt", "**/*.corrupt", "**/.*", ".*"],
+                                     approve=approve, dry_run=dry_run)
+            summary["publish"] = publish_result["status"]
+        except PreflightFailed as exc:
+            refused = exc
+            summary["publish"] = "preflight failed"
+            findings.append({"path": str(root_path), "rule": "preflight_failed", "item": None,
+                             "severity": "error", "message": str(exc)})
 
     summary["findings"] = len(findings)
     report = build_report(pipeline="react curate", root=str(root_path),
@@ -240,5 +247,7 @@ def react_curate(root: str, task: str, date: str, stages: list[str] = list(ALL),
         create_markdown_artifact(figure_md, key="react-figures",
                                  description=f"React dataset figures ({task})")
     fail_on_task_failures(findings, path)
+    if refused is not None:  # the run ends Failed with the reasons, without a traceback
+        return Failed(message=str(refused), data=refused)
     return {"summary": summary, "report": str(path), "findings": len(findings),
             "publish": publish_result}

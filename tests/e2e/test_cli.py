@@ -80,13 +80,38 @@ def test_demos_check_exit_code_is_that_of_a_checker(tmp_path):
     assert "Traceback" not in faulty.stderr
 
 
-def test_demo_runs_every_landed_pipeline(tmp_path):
+def test_demo_runs_every_pipeline(tmp_path):
     proc = rc("demo", "--out", tmp_path / "demo")
     out = proc.stdout
     for expected in ("MolmoSpaces post-processing", "Demonstrations check",
-                     "Demonstration statistics", "React integrity + compression",
+                     "Demonstration statistics", "React curation (all stages)",
+                     "DROID tracks + depth", "OWA event dataset", "OWA binned dataset",
                      "Published to a local Hub"):
         assert expected in out, out
-    assert (tmp_path / "demo" / "molmo" / "robocurate-report.json").is_file()
+    for pipeline in ("molmo", "react", "droid", "owa-events"):
+        assert (tmp_path / "demo" / pipeline / "robocurate-report.json").is_file(), pipeline
+    assert list((tmp_path / "demo" / "droid").rglob("depth.mkv"))
     assert (tmp_path / "demo" / "demos" / "robocurate-push-receipt.json").is_file()
     assert "Traceback" not in proc.stderr
+
+
+def test_react_sample_curate_all_then_publish_dry_run(tmp_path):
+    from robocurate.hub.localhub import LocalHub
+
+    root = tmp_path / "react"
+    rc("sample", "react", root, "--episodes", "2", "--frames", "40", "--detector-faults")
+    args = ["--task", "motherboard", "--date", "2026-06-01"]
+    curated = rc("react", "curate", root, *args, "--stages", "all", "--device", "cpu")
+    assert '"contact indexed"' in curated.stdout
+    token = "hf_react_cli_token_0123456789abcdef"
+    with LocalHub(tmp_path / "hub", token=token) as hub:
+        env = {"HF_ENDPOINT": hub.url, "HF_TOKEN": token}
+        ok = rc("react", "publish", root, *args, "--repo-id", "lab/react", "--dry-run", env=env)
+        assert '"publish": "dry-run"' in ok.stdout
+        # A recording without its contact index stops the publish and says what to run.
+        next((root / "processed").rglob("episode_000.pt")).unlink()
+        blocked = rc("react", "publish", root, *args, "--repo-id", "lab/react", "--dry-run",
+                     env=env, check=False)
+        assert blocked.returncode == 1
+        assert "react_h5_has_pt" in blocked.stderr and "contact-index" in blocked.stderr
+        assert "Traceback" not in blocked.stderr
