@@ -93,6 +93,12 @@ def react_curate(root: str, task: str, date: str, stages: list[str] = list(ALL),
     findings, summary, outputs = [], {"episodes": len(episodes)}, []
     sensors = list(active_sensors) if active_sensors else None
 
+    def _panel_inputs(h5: str) -> list[str]:
+        # Panels draw the GelSight difference against the .pt's reference frame and the
+        # overlay from the calibration: both are inputs of the cached result.
+        extra = [pt_path(root_path, task, date, h5, mode), root_path / "calibration.json"]
+        return [h5] + [str(p) for p in extra if p.is_file()]
+
     def take(results: list[dict]) -> list[dict]:
         for r in results:
             findings.extend(r.get("findings", []))
@@ -179,12 +185,12 @@ def react_curate(root: str, task: str, date: str, stages: list[str] = list(ALL),
              lambda p: gallery_path(root_path, task, date, Path(p).stem))):
         if stage not in stages or not good:
             continue
-        futures = [(p, submit_task.submit(p, [p], str(out_of(p)), projection,
+        futures = [(p, submit_task.submit(p, _panel_inputs(p), str(out_of(p)), projection,
                                           _frozen(detected.get(p)))) for p in good]
         results = take(collect(futures, f"react {stage}", f"react-{stage}-progress"))
         results = _ensure_outputs(
             results, lambda p, t=submit_task, o=out_of: t.with_options(refresh_cache=True)(
-                p, [p], str(o(p)), projection, _frozen(detected.get(p))),
+                p, _panel_inputs(p), str(o(p)), projection, _frozen(detected.get(p))),
             lambda r, o=out_of: o(r["path"]))
         summary[f"{stage} files"] = sum(Path(out_of(r["path"])).exists() for r in results)
 
