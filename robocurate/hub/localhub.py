@@ -491,6 +491,7 @@ class _Server(ThreadingHTTPServer):
 
 
 class _Handler(BaseHTTPRequestHandler):
+    _logged = False  # per request; reset by _handle
     protocol_version = "HTTP/1.1"
     server_version = "robocurate-localhub/1"
     timeout = 120  # idle keep-alive connections are dropped after this
@@ -513,6 +514,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def send_response(self, code, message=None):
         self._status = code
+        # Logged before the client can read the answer, so a test that has its response
+        # also sees the request in hub.requests.
+        if not self._logged:
+            self._logged = True
+            self.server.hub._log(self.command, urlsplit(self.path).path, code)
         super().send_response(code, message)
 
     def _base(self) -> str:
@@ -543,6 +549,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         hub = self.server.hub
         self._status = 0
+        self._logged = False
         split = urlsplit(self.path)
         self._query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
         self._body = _Body(self.rfile, self.headers)
@@ -565,7 +572,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._error(HubError(500, f"LocalHub internal error: {exc!r}"))
         finally:
             self._drained()
-            hub._log(self.command, split.path, self._status)
+            if not self._logged:  # no answer was sent (the connection went away)
+                hub._log(self.command, split.path, self._status)
 
     def _drained(self) -> bool:
         """Consume the rest of the body (keep-alive needs it); False if the connection is gone."""
