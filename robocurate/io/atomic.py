@@ -5,7 +5,13 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX
+    fcntl = None  # type: ignore[assignment]
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -26,3 +32,23 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def atomic_write_json(path: str | os.PathLike, obj, *, indent: int = 2) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=indent) + "\n").encode("utf-8"))
+
+
+@contextmanager
+def locked_dir(directory: str | os.PathLike):
+    """Serialise read-merge-write cycles of files in ``directory`` across processes.
+
+    flock on the directory itself, so no lock file ends up in a published dataset.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:  # not POSIX: no cross-process lock
+        yield
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)

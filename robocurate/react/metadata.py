@@ -28,16 +28,10 @@ from __future__ import annotations
 
 import json
 import os
-from contextlib import contextmanager
 from pathlib import Path
 
-from robocurate.io.atomic import atomic_write_json
+from robocurate.io.atomic import atomic_write_json, locked_dir
 from robocurate.react.layout import FPS, SIDES
-
-try:
-    import fcntl
-except ImportError:  # not POSIX
-    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["TASKS_JSON", "TasksJsonError", "session_note", "update_tasks_json"]
 
@@ -58,7 +52,7 @@ def update_tasks_json(root: str | os.PathLike, task: str, date: str,
     """
     root = Path(root)
     path = root / TASKS_JSON
-    with _locked(root):
+    with locked_dir(root):
         doc = _load(path)
         tasks = _obj(doc, "tasks", path)
         entry = _obj(tasks, task, path)
@@ -191,17 +185,3 @@ def _obj(parent: dict, key: str, path: Path) -> dict:
     return value
 
 
-@contextmanager
-def _locked(root: Path):
-    root.mkdir(parents=True, exist_ok=True)
-    if fcntl is None:
-        yield
-        return
-    # flock on the directory itself: no lock file ends up in the published dataset.
-    fd = os.open(root, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)

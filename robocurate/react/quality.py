@@ -31,19 +31,13 @@ import csv
 import io
 import json
 import os
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 from robocurate.findings import Findings
-from robocurate.io.atomic import atomic_write_bytes, atomic_write_json
+from robocurate.io.atomic import atomic_write_bytes, atomic_write_json, locked_dir
 from robocurate.react import detect, freeze
 from robocurate.react.layout import FPS, episode_key
-
-try:
-    import fcntl
-except ImportError:  # not POSIX: no protection against concurrent writers
-    fcntl = None  # type: ignore[assignment]
 
 __all__ = [
     "BAD_FRAMES_NAME",
@@ -105,7 +99,7 @@ def write_quality_outputs(root: str | os.PathLike, task: str, date: str,
     results = [r if r.get("key") else dict(r, key=episode_key(r["path"])) for r in results]
     detected = [r for r in results if r.get("status") == "detected"]
     failed = [r for r in results if r.get("status") != "detected"]
-    with _locked(out_dir):
+    with locked_dir(out_dir):
         old_bad = _load_json(paths[BAD_FRAMES_NAME], findings)
         old_freeze = _load_json(paths[FREEZE_NAME], findings)
         old_rows = _load_csv(paths[REPORT_CSV_NAME], findings)
@@ -159,7 +153,7 @@ def set_verdict(path: str | os.PathLike, episode: str, event_id: str,
     if verdict is not None and verdict not in MANUAL_VERDICTS:
         raise ValueError(f"verdict must be one of {MANUAL_VERDICTS} or None, got {verdict!r}")
     path = Path(path)
-    with _locked(path.parent):
+    with locked_dir(path.parent):
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
@@ -448,21 +442,6 @@ def _utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@contextmanager
-def _locked(directory: Path):
-    """Serialise read-merge-write cycles of the outputs in ``directory`` across processes."""
-    directory.mkdir(parents=True, exist_ok=True)
-    if fcntl is None:
-        yield
-        return
-    # flock on the directory itself: no lock file ends up in the published dataset.
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
 
 
 def set_clips(path: str | os.PathLike, clips: dict[str, str]) -> int:
@@ -471,7 +450,7 @@ def set_clips(path: str | os.PathLike, clips: dict[str, str]) -> int:
     path = Path(path)
     if not clips or not path.is_file():
         return 0
-    with _locked(path.parent):
+    with locked_dir(path.parent):
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
