@@ -26,7 +26,7 @@ from pathlib import Path
 
 from prefect.runtime import flow_run
 
-from flows.observe import progress, publish_report
+from flows.observe import fail_on_task_failures, progress, publish_report
 from flows.runners import pipeline_flow
 from robocurate.droid import calibration
 from robocurate.droid.episode import STAGING, TrackOptions
@@ -229,6 +229,7 @@ def droid_tracks(raw_root: str, out_root: str, mode: str = "metadata", episodes:
                           outputs=outputs, findings=findings, run_id=str(flow_run.id or ""))
     path = write_report(out, report)
     publish_report(report, key="droid-report")
+    fail_on_task_failures(findings, path)
     return {"summary": summary, "report": str(path), "findings": len(findings),
             "episodes": [{k: r.get(k) for k in ("rel", "status", "output", "staging", "seconds")}
                          for r in results.values()], "receipts": receipts}

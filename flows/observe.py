@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 
 from prefect import get_run_logger
 from prefect.artifacts import (create_markdown_artifact, create_progress_artifact,
@@ -122,6 +123,22 @@ def collect(futures, label: str, key: str) -> list[dict]:
             out.append(result)
             advance()
     return out
+
+
+def rerun_missing_outputs(results: list[dict], output_of, rerun) -> list[dict]:
+    """A cached result whose output file was deleted since is no result: run that one again,
+    bypassing the cache. ``output_of(result)`` names the file; ``rerun(path)`` calls the task
+    (``task.with_options(refresh_cache=True)(...)``). Cached outputs that are still there
+    are touched: they are current for this content (preflight compares mtimes)."""
+    for i, r in enumerate(results):
+        out = output_of(r)
+        if not (r.get("cached") and out):
+            continue
+        if Path(out).exists():
+            Path(out).touch()
+        else:
+            results[i] = {**rerun(r["path"]), "path": r["path"], "cached": False}
+    return results
 
 
 class TasksFailed(RuntimeError):

@@ -17,7 +17,8 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 from prefect.states import Failed
 
-from flows.observe import collect, fail_on_task_failures, publish_report
+from flows.observe import (collect, fail_on_task_failures, publish_report,
+                           rerun_missing_outputs)
 from flows.react_gpu import contact_index_all
 from flows.runners import pipeline_flow
 from robocurate.log import get_logger
@@ -58,15 +59,6 @@ def _frozen(det: dict | None) -> dict | None:
     iv = det.get("intervals") or {}
     return {side: [[a + t, b + t] for a, b in iv.get(f"ot_loss_{tag}", [])]
             for side, tag in (("left", "L"), ("right", "R"))}
-
-
-def _ensure_outputs(results: list[dict], resubmit, out_of) -> list[dict]:
-    """Re-run (bypassing the cache) any episode whose cached result's output is gone."""
-    for i, r in enumerate(results):
-        out = out_of(r)
-        if r.get("cached") and out and not Path(out).exists():
-            results[i] = {**resubmit(r["path"]), "path": r["path"], "cached": False}
-    return results
 
 
 @pipeline_flow("react-curate", named_by=("task", "date"), threads=4)
@@ -188,10 +180,10 @@ def react_curate(root: str, task: str, date: str, stages: list[str] = list(ALL),
         futures = [(p, submit_task.submit(p, _panel_inputs(p), str(out_of(p)), projection,
                                           _frozen(detected.get(p)))) for p in good]
         results = take(collect(futures, f"react {stage}", f"react-{stage}-progress"))
-        results = _ensure_outputs(
-            results, lambda p, t=submit_task, o=out_of: t.with_options(refresh_cache=True)(
-                p, _panel_inputs(p), str(o(p)), projection, _frozen(detected.get(p))),
-            lambda r, o=out_of: o(r["path"]))
+        results = rerun_missing_outputs(
+            results, lambda r, o=out_of: o(r["path"]),
+            lambda p, t=submit_task, o=out_of: t.with_options(refresh_cache=True)(
+                p, _panel_inputs(p), str(o(p)), projection, _frozen(detected.get(p))))
         summary[f"{stage} files"] = sum(Path(out_of(r["path"])).exists() for r in results)
 
     if "clips" in stages and detected:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flows.observe import collect
+from flows.observe import collect, rerun_missing_outputs
 from flows.runners import pipeline_flow
 from robocurate.io.atomic import atomic_write_json
 from robocurate.react.layout import DEFAULT_MODE, pt_path
@@ -25,18 +25,11 @@ def contact_index_all(root: Path, task: str, date: str, episodes: list[str], *, 
         futures.append((h5, react_tasks.contact_index_episode.submit(
             h5, [h5], out, device, gelsight_lag, active_sensors)))
     results = collect(futures, "react contact-index", "react-contact-progress")
-    missing = [(h5, r) for h5, r in zip(episodes, results)
-               if r.get("cached") and r.get("status") == "indexed" and not Path(r["pt"]).exists()]
-    for h5, r in missing:  # a cached result whose .pt was deleted since: index again
-        fresh = react_tasks.contact_index_episode.with_options(refresh_cache=True)(
-            h5, [h5], r["pt"], device, gelsight_lag, active_sensors)
-        results[episodes.index(h5)] = {**fresh, "path": h5, "cached": False}
-    for r in results:
-        if r.get("cached") and r.get("pt") and Path(r["pt"]).exists():
-            # The .pt matches this content: mark it current for the "newer than the
-            # recording" preflight check.
-            Path(r["pt"]).touch()
-    return results
+    return rerun_missing_outputs(
+        results, lambda r: r.get("pt") if r.get("status") == "indexed" else None,
+        lambda h5: react_tasks.contact_index_episode.with_options(refresh_cache=True)(
+            h5, [h5], str(pt_path(root, task, date, h5, mode)), device, gelsight_lag,
+            active_sensors))
 
 
 @pipeline_flow("react-contact-index", named_by=("task", "date"), threads=4)

@@ -144,3 +144,17 @@ def test_publish_dry_run_passes_preflight(curated, tmp_path, monkeypatch):
     assert all(r["passed"] for r in result["publish"]["preflight"])
     planned = {p for p in json.dumps(result["publish"]["plan"]).split('"') if p.endswith(".corrupt")}
     assert not planned  # quarantined files are never published
+
+
+def test_cached_result_with_deleted_output_runs_again(curated):
+    from flows.react import react_curate
+
+    root, _ = curated
+    pt = next((root / "processed").rglob("episode_000.pt"))
+    gif = next((root / "figures" / "episode_previews").rglob("episode_000.gif"))
+    pt.unlink()
+    gif.unlink()
+    result = react_curate(root=str(root), task="motherboard", date="2026-06-01",
+                          stages=["contact-index", "gallery"], device="cpu")
+    assert pt.is_file() and gif.is_file()  # not served from the cache without its file
+    assert result["summary"]["contact indexed"] == result["summary"]["passed integrity"]
