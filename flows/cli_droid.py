@@ -26,7 +26,10 @@ def droid() -> None:
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1),
               help="Worker processes for the per-episode work.")
 @click.option("--gpus", default=1, show_default=True, type=click.IntRange(1),
-              help="Depth tasks running at once (one GPU each).")
+              help="GPUs of this host: in-process depth tasks use one each.")
+@click.option("--gpu-pool", default=None, envvar="ROBOCURATE_GPU_POOL",
+              help="Full mode: run each episode's depth as a run of the droid-depth "
+                   "deployment on this work pool.")
 @click.option("--intrinsics-source", default="conf", show_default=True,
               type=click.Choice(["zed", "conf", "table"]),
               help="zed: ZED SDK on the SVOs (ZED container); conf: factory SN<serial>.conf "

@@ -1,11 +1,14 @@
 """DROID training-data flow: one task chain per episode, batched publishing.
 
-Per episode: ``droid-tracks`` (metadata mode: intrinsics, contact tracks, 1 mm flow,
-extrinsics, 2D projections, quality; staged under ``OUT_ROOT/.staging``) ->
-``droid-depth`` (full mode only; one GPU slot per task, ``gpus`` slots) ->
-``droid-finalize`` (the staged folder renamed to ``OUT_ROOT/<lab>/<outcome>/<date>/<ts>``).
-A failed step leaves its staging folder in place and names it in a finding; a successful
-chain leaves nothing behind.
+Per episode, one ``droid-episode`` task cached by the content of what the episode reads
+(tasks/droid.py), running ``droid-tracks`` (metadata mode: intrinsics, contact tracks,
+1 mm flow, extrinsics, 2D projections, quality; staged under ``OUT_ROOT/.staging``) ->
+``droid-depth`` (full mode only; in process with one of ``gpus`` devices, or with
+``gpu_pool`` a run of the ``droid-depth`` flow on that work pool) -> ``droid-finalize``
+(the staged folder renamed to ``OUT_ROOT/<lab>/<outcome>/<date>/<ts>``). A failed step
+leaves its staging folder in place and names it; a successful chain leaves nothing
+behind. A retried or repeated run serves finished episodes from the cache (and runs an
+episode again if its output folder has gone).
 
 Publishing (``publish_full`` / ``publish_metadata``): each finished episode is copied into
 the queue of a :class:`robocurate.hub.batch.BatchPublisher` under ``OUT_ROOT/.publish``
@@ -29,12 +32,12 @@ from prefect.runtime import flow_run
 from flows.observe import fail_on_task_failures, progress, publish_report
 from flows.runners import pipeline_flow
 from robocurate.droid import calibration
-from robocurate.droid.episode import STAGING, TrackOptions
+from robocurate.droid.episode import STAGING, TrackOptions, input_files
 from robocurate.droid.layout import Episode, SupersetIndex, discover_episodes, order_episodes
 from robocurate.log import get_logger
 from robocurate.report import build_report, now_iso, write_report
 from tasks import droid as droid_tasks
-from tasks import pool
+from tasks import gpu, pool
 
 MODES = ("metadata", "full")
 PUBLISH_QUEUE = ".publish"
@@ -151,7 +154,7 @@ def droid_tracks(raw_root: str, out_root: str, mode: str = "metadata", episodes:
                  depth_source: str = "stereo", publish_full: str | None = None,
                  publish_metadata: str | None = None, skip_hub_check: bool = False,
                  publish_interval: float = 600.0, hub_endpoint: str | None = None,
-                 seed: int = 0) -> dict:
+                 seed: int = 0, gpu_pool: str | None = None) -> dict:
     """Contact tracks, 1 mm flow, projections, extrinsics and quality (and depth in full
     mode) for DROID raw episodes under RAW_ROOT, into OUT_ROOT/<lab>/<outcome>/<date>/<ts>/."""
     _check(mode, episodes, workers, gpus, intrinsics_source, intrinsics_table, calib_dir,
@@ -191,13 +194,18 @@ def droid_tracks(raw_root: str, out_root: str, mode: str = "metadata", episodes:
     summary["skipped (on the Hub)"] = len(skipped)
     logger.info("episodes", found=len(found), selected=len(selected), todo=len(todo))
 
+    pool_name = gpu.gpu_pool(gpu_pool) if mode == "full" else None
+    if pool_name:
+        summary["gpu pool"] = pool_name
     pool.configure(workers)
     slots_key = droid_tasks.gpu_slots(uuid.uuid4().hex, gpus)
     results: dict[str, dict] = {}
     receipts: list[dict] = []
     try:
-        results = _run_chains(todo, raw, out, opts, mode, depth_source, min_depth, slots_key,
-                              publisher, receipts, findings, logger)
+        depth = ({"source": depth_source, "min_depth": min_depth, "gpu_pool": pool_name}
+                 if mode == "full" else None)
+        results = _run_chains(todo, out, opts, depth, slots_key, publisher, receipts,
+                              findings, logger)
         if publisher is not None:
             try:
                 receipts += publisher.publish()  # what is pending, and any unfinished batch
@@ -217,13 +225,14 @@ def droid_tracks(raw_root: str, out_root: str, mode: str = "metadata", episodes:
     ok = [r for r in results.values() if r.get("status") == "ok"]
     summary.update({
         "episodes ok": len(ok), "episodes failed": len(results) - len(ok),
+        "episodes from cache": sum(bool(r.get("cached")) for r in results.values()),
         "frames": sum(r.get("num_frames", 0) for r in ok),
         "published batches": len(receipts), "findings": len(findings)})
     outputs = sorted(r["output"] for r in ok if r.get("output"))
     params = {"raw_root": str(raw), "mode": mode, "episodes": episodes, "workers": workers,
               "gpus": gpus, "depth_source": depth_source, "publish_full": publish_full,
               "publish_metadata": publish_metadata, "skip_hub_check": skip_hub_check,
-              "publish_interval": publish_interval, **opts.to_dict()}
+              "publish_interval": publish_interval, "gpu_pool": pool_name, **opts.to_dict()}
     report = build_report(pipeline=f"droid tracks ({mode})", root=str(out), parameters=params,
                           started=started, seconds=time.perf_counter() - t0, summary=summary,
                           outputs=outputs, findings=findings, run_id=str(flow_run.id or ""))
@@ -231,70 +240,49 @@ def droid_tracks(raw_root: str, out_root: str, mode: str = "metadata", episodes:
     publish_report(report, key="droid-report")
     fail_on_task_failures(findings, path)
     return {"summary": summary, "report": str(path), "findings": len(findings),
-            "episodes": [{k: r.get(k) for k in ("rel", "status", "output", "staging", "seconds")}
+            "episodes": [{k: r.get(k) for k in ("rel", "status", "output", "staging", "seconds",
+                                                "cached")}
                          for r in results.values()], "receipts": receipts}
 
 
-def _run_chains(todo: list[Episode], raw: Path, out: Path, opts: TrackOptions, mode: str,
-                depth_source: str, min_depth: float, slots_key: str, publisher,
-                receipts: list, findings: list, logger) -> dict[str, dict]:
-    """Drive every episode's chain to its end, publishing batches as they fall due."""
+def _run_chains(todo: list[Episode], out: Path, opts: TrackOptions, depth: dict | None,
+                slots_key: str, publisher, receipts: list, findings: list,
+                logger) -> dict[str, dict]:
+    """Drive every episode's task to its end, publishing batches as they fall due."""
+
+    def submit(e: Episode, refresh: bool = False):
+        inputs = input_files(e, opts, with_videos=depth is not None)
+        t = droid_tasks.episode_chain.with_options(refresh_cache=True) if refresh \
+            else droid_tasks.episode_chain
+        return t.submit(e.to_dict(), e.rel, inputs, str(out), opts, depth, slots_key)
+
     results: dict[str, dict] = {}
     retry_at = 0.0
-    active = {e.rel: ("tracks", droid_tasks.episode_tracks.submit(
-        e.to_dict(), e.rel, str(out), opts), e) for e in todo}
-    with progress(len(todo), f"droid {mode}", key="droid-progress") as advance:
+    active = {e.rel: (submit(e), e) for e in todo}
+    with progress(len(todo), f"droid {'full' if depth else 'metadata'}",
+                  key="droid-progress") as advance:
         while active:
             moved = False
-            for rel, (step, fut, ep) in list(active.items()):
+            for rel, (fut, ep) in list(active.items()):
                 if not fut.state.is_final():
                     continue
                 moved = True
                 value = fut.result(raise_on_failure=False)
-                if step == "tracks":
-                    if not isinstance(value, dict):
-                        value = {"rel": rel, "status": "failed", "findings": [_finding(
-                            ep.path, "task_failed", f"{type(value).__name__}: {value}")]}
-                    results[rel] = value
-                    if value["status"] != "ok":
-                        nxt = None
-                    elif mode == "full" and value.get("calibration"):
-                        nxt = ("depth", droid_tasks.episode_depth.submit(
-                            str(ep.path), rel, value["staging"], sorted(value["calibration"]),
-                            value["calibration"], depth_source, min_depth, slots_key))
-                    else:
-                        nxt = ("finalize", droid_tasks.finalize.submit(value["staging"], rel,
-                                                                        str(out)))
-                elif step == "depth":
-                    r = results[rel]
-                    if isinstance(value, dict):
-                        r["findings"] = r.get("findings", []) + list(value.get("findings", []))
-                        r["depth"] = {k: v for k, v in value.items() if k != "findings"}
-                        nxt = ("finalize", droid_tasks.finalize.submit(r["staging"], rel, str(out)))
-                    else:
-                        r["status"] = "failed"
-                        r["findings"].append(_finding(
-                            r["staging"], "depth_failed", f"{type(value).__name__}: {value}; "
-                            "staged outputs kept for inspection"))
-                        nxt = None
-                else:  # finalize
-                    r = results[rel]
-                    if isinstance(value, str):
-                        r["output"] = value
-                        r.pop("staging", None)
-                        _stage_for_publishing(publisher, r, rel, findings)
-                    else:
-                        r["status"] = "failed"
-                        r["findings"].append(_finding(
-                            r["staging"], "finalize_failed", f"{type(value).__name__}: {value}"))
-                    nxt = None
-                if nxt is None:
-                    del active[rel]
-                    advance()
-                    logger.info("episode", rel=rel, status=results[rel]["status"],
-                                findings=len(results[rel].get("findings", [])))
-                else:
-                    active[rel] = (nxt[0], nxt[1], ep)
+                if not isinstance(value, dict):
+                    value = {"rel": rel, "status": "failed", "findings": [_finding(
+                        ep.path, "task_failed", f"{type(value).__name__}: {value}")]}
+                elif (fut.state.name == "Cached" and value.get("output")
+                        and not Path(value["output"]).is_dir()):
+                    active[rel] = (submit(ep, refresh=True), ep)  # its output was deleted
+                    continue
+                results[rel] = {**value, "cached": fut.state.name == "Cached"}
+                if value.get("output"):
+                    _stage_for_publishing(publisher, value, rel, findings)
+                del active[rel]
+                advance()
+                logger.info("episode", rel=rel, status=value["status"],
+                            cached=fut.state.name == "Cached",
+                            findings=len(value.get("findings", [])))
             if publisher is not None and time.monotonic() >= retry_at:
                 try:
                     receipts += publisher.maybe_publish()

@@ -181,9 +181,50 @@ def _path_length(points: np.ndarray) -> float:
     return float(np.linalg.norm(np.diff(np.asarray(points, np.float64), axis=0), axis=-1).sum())
 
 
+def _staging_name(rel: str) -> str:
+    return rel.replace("/", "+").replace(":", "-")
+
+
 def staging_dir(out_root: str | Path, ep: Episode) -> Path:
-    flat = ep.rel.replace("/", "+").replace(":", "-")
-    return Path(out_root) / STAGING / f"{flat}.{uuid.uuid4().hex[:8]}"
+    return Path(out_root) / STAGING / f"{_staging_name(ep.rel)}.{uuid.uuid4().hex[:8]}"
+
+
+def drop_stale_staging(out_root: str | Path, rel: str) -> int:
+    """Remove what failed attempts at episode ``rel`` left for inspection, once an attempt
+    succeeded. Returns how many entries went."""
+    root = Path(out_root) / STAGING
+    if not root.is_dir():
+        return 0
+    gone = 0
+    for p in root.glob(f"{_staging_name(rel)}.*"):
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+        gone += 1
+    return gone
+
+
+def input_files(ep: Episode, opts: TrackOptions, *, with_videos: bool) -> list[str]:
+    """Every file an episode's outputs depend on, for caching by content: the trajectory,
+    the metadata, the calibration sources the options name and, with ``with_videos``
+    (full mode), the stereo recordings depth reads. Missing files are left out: the
+    episode's own checks report them."""
+    files = [ep.path / "trajectory.h5"]
+    if ep.metadata_path:
+        files.append(Path(ep.metadata_path))
+    cams = extr.cameras_from_metadata(ep.metadata or {})
+    serials = cams.all if cams else []
+    if opts.intrinsics_source == "conf" and opts.calib_dir:
+        confs = [calibration.find_conf(opts.calib_dir, s) for s in serials]
+        files += ([c for c in confs if c] if serials
+                  else sorted(Path(opts.calib_dir).glob("*.conf")))
+    for extra in (opts.intrinsics_table, opts.superset):
+        if extra:
+            files.append(Path(extra))
+    if with_videos:
+        files += sorted((ep.path / "recordings" / "MP4").glob("*-stereo.mp4"))
+    return [str(p) for p in files if p.is_file()]
 
 
 def build_episode(ep_dict: dict, stage: str, opts: TrackOptions) -> dict:

@@ -123,6 +123,7 @@ def test_gpu_step_dispatched_to_the_gpu_pool(deployed, prefect_server, tmp_path)
     """A process pool stands in for the docker GPU pool: same dispatch code path."""
     env, run = deployed
     data = tmp_path / "react"
+    droid_raw, droid_out = tmp_path / "droid-raw", tmp_path / "droid-out"
     run(str(BIN / "robocurate"), "sample", "react", str(data), "--episodes", "2",
         "--frames", "20", "--no-faults")
     log = open(tmp_path / "gpu-worker.log", "w")
@@ -136,6 +137,15 @@ def test_gpu_step_dispatched_to_the_gpu_pool(deployed, prefect_server, tmp_path)
                   "--param", "device=cpu").stdout
         parent = _wait(prefect_server, _run_id(out), timeout=300)
         assert parent["state_type"] == "COMPLETED", parent["state"]
+        # DROID full mode: each episode's depth is a droid-depth run on the GPU pool.
+        run(str(BIN / "robocurate"), "sample", "droid", str(droid_raw), "--episodes", "1",
+            "--no-faults", "--video", "--video-frames", "2", "--steps", "20", "25")
+        out = run(str(BIN / "prefect"), "deployment", "run", "droid-tracks/droid-tracks-full",
+                  "--param", f"raw_root={droid_raw}", "--param", f"out_root={droid_out}",
+                  "--param", f"calib_dir={droid_raw / 'calibration'}",
+                  "--param", "points_per_finger=8").stdout
+        droid_parent = _wait(prefect_server, _run_id(out), timeout=300)
+        assert droid_parent["state_type"] == "COMPLETED", droid_parent["state"]
     finally:
         os.killpg(gpu_worker.pid, signal.SIGTERM)
         try:
@@ -147,7 +157,12 @@ def test_gpu_step_dispatched_to_the_gpu_pool(deployed, prefect_server, tmp_path)
     assert len(pts) == 2
     children = httpx.post(f"{prefect_server}/flow_runs/filter", timeout=10, json={
         "flow_runs": {"parent_task_run_id": {"is_null_": False}}}).json()
-    child = [c for c in children if c["work_pool_name"] == "robocurate-gpu"]
-    assert child and child[0]["state_type"] == "COMPLETED"
+    child = {c["flow_id"]: c for c in children if c["work_pool_name"] == "robocurate-gpu"}
+    assert len(child) == 2 and all(c["state_type"] == "COMPLETED" for c in child.values())
+    depth = list(droid_out.rglob("depth.mkv"))
+    assert depth and all((d.parent / "depth_meta.json").is_file() for d in depth)
+    droid_report = json.loads((droid_out / "robocurate-report.json").read_text())
+    assert droid_report["summary"]["gpu pool"] == "robocurate-gpu"
+    assert not (droid_out / ".staging").exists()  # manifests and staging cleaned up
     report = json.loads((data / "robocurate-report.json").read_text())
     assert report["summary"]["gpu pool"] == "robocurate-gpu"

@@ -53,7 +53,8 @@ def test_every_flow_is_deployed_and_parameters_validate():
         flow = _load_flow(dep["entrypoint"])
         missing = [p for p, info in flow.parameters.model_dump()["properties"].items()
                    if p in flow.parameters.required and p not in dep.get("parameters", {})]
-        gpu_child = dep["name"] == "react-contact-index"  # parameters come from the parent
+        # GPU steps get their parameters from the flow that dispatches them.
+        gpu_child = dep["name"] in ("react-contact-index", "droid-depth")
         assert gpu_child or not missing, (dep["name"], missing)
         if not gpu_child:
             flow.validate_parameters(dep.get("parameters", {}))
@@ -63,7 +64,11 @@ def test_gpu_job_variables_snapshot():
     config = yaml.safe_load((REPO / "prefect.yaml").read_text())
     gpu = {dep["name"]: dep["work_pool"] for dep in config["deployments"]
            if dep["work_pool"]["name"] == "robocurate-gpu"}
-    assert sorted(gpu) == ["droid-tracks-full", "react-contact-index"]
+    assert sorted(gpu) == ["droid-depth", "react-contact-index"]
+    # Flows with a GPU step run on the CPU pool and dispatch the step to the GPU pool.
+    full = next(d for d in config["deployments"] if d["name"] == "droid-tracks-full")
+    assert full["work_pool"]["name"] == "robocurate-cpu"
+    assert full["parameters"]["gpu_pool"] == "robocurate-gpu"
     for pool in gpu.values():
         assert pool["job_variables"] == {"image": "ghcr.io/robocurate/robocurate-cuda:0.1.0"}
     publish = next(d for d in config["deployments"] if d["name"] == "publish")
