@@ -36,7 +36,10 @@ def _run_flow(flow_fn, **params):
     from flows.observe import TasksFailed, route_logs_to_prefect
 
     route_logs_to_prefect(json_console=click.get_current_context().find_root().params["log_json"])
+    from flows.storage import save_storage_block
+
     try:
+        save_storage_block()
         return flow_fn(**params)
     except TasksFailed as exc:
         click.echo(f"robocurate: {exc}", err=True)

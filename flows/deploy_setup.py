@@ -11,6 +11,8 @@ exists to the requested settings and creates what is missing.
 - tag concurrency limit ``gpu`` = ``gpu_slots``: GPU tasks carry the ``gpu`` tag, so no
   more than that many run at once across the server, whichever pool they run in.
 - Secret block ``hf-token`` from $HF_TOKEN when asked (the push flow's ``token_block``).
+- Remote-file-system block ``robocurate-storage`` when ROBOCURATE_STORAGE is an fsspec URL
+  (flows/storage.py): where every worker's results and cache records go.
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ def setup(*, gpu_slots: int = 1, cpu_pool_type: str = "process",
     """Create or update pools, limits and blocks on the server PREFECT_API_URL names."""
     from prefect.client.orchestration import get_client
 
+    from flows.storage import save_storage_block
+
     if gpu_slots < 1:
         raise ValueError("gpu_slots must be at least 1")
     done = []
@@ -82,6 +86,9 @@ def setup(*, gpu_slots: int = 1, cpu_pool_type: str = "process",
         done.append(_ensure_pool(client, GPU_POOL, gpu_pool_type, gpu_template(gpu_pool_type),
                                  gpu_slots, "robocurate GPU steps (contact indexing, depth)"))
         done.append(_ensure_tag_limit(client, GPU_TAG, gpu_slots))
+    stored = save_storage_block()
+    if stored:
+        done.append(stored)
     if hf_token:
         from prefect.blocks.system import Secret
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 
 from flows.naming import run_name
+from flows.storage import shared_result_storage
 
 KINDS = ("threads", "processes", "dask")
 
@@ -53,29 +54,6 @@ def make_task_runner(kind: str | None = None, *, threads: int = 16,
 def runs_in_workers(runner) -> bool:
     """True when tasks already run in separate processes (no inner pool needed)."""
     return type(runner).__name__ in ("ProcessPoolTaskRunner", "DaskTaskRunner")
-
-
-def shared_result_storage():
-    """ROBOCURATE_STORAGE: where task results and cache records live, shared by every
-    worker (CPU and GPU hosts, Dask workers) so work done on one is a cache hit on all.
-
-    A path (an NFS or bind-mounted volume at the same path on every host) or an fsspec URL
-    (``s3://bucket/prefix``; needs the matching fsspec driver, e.g. s3fs). Read when a flow
-    module is imported, so it applies to deployment runs on workers too. Unset: Prefect's
-    local default (``PREFECT_RESULTS_LOCAL_STORAGE_PATH``).
-    """
-    storage = os.environ.get("ROBOCURATE_STORAGE")
-    if not storage:
-        return None
-    if "://" in storage and not storage.startswith("file://"):
-        from prefect.filesystems import RemoteFileSystem
-
-        return RemoteFileSystem(basepath=storage.rstrip("/") + "/results")
-    from prefect.filesystems import LocalFileSystem
-
-    path = os.path.join(storage.removeprefix("file://"), "results")
-    os.makedirs(path, exist_ok=True)
-    return LocalFileSystem(basepath=path)
 
 
 def pipeline_flow(name: str, *, named_by: tuple[str, ...] = (), threads: int = 16,

@@ -47,7 +47,7 @@ def _run_id(out: str) -> str:
 def deployed(prefect_server, tmp_path):
     env = {**os.environ, "PREFECT_API_URL": prefect_server, "ROBOCURATE_WORKDIR": str(REPO),
            "ROBOCURATE_HOME": str(tmp_path / "rc-home"),
-           "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(tmp_path / "results")}
+           "ROBOCURATE_STORAGE": str(tmp_path / "shared-storage")}
     env.pop("PREFECT_HOME", None)
     env["PREFECT_HOME"] = str(tmp_path / "client-home")
 
@@ -117,6 +117,7 @@ def test_deployment_run_and_ui_retry(deployed, prefect_server, tmp_path):
     # Only the failed file ran again; every other file was served from the cache.
     assert states.count("Completed") == 1, states
     assert states.count("Cached") == len(files) - 1, states
+    assert any((tmp_path / "shared-storage" / "results").iterdir())  # ROBOCURATE_STORAGE
 
 
 def test_gpu_step_dispatched_to_the_gpu_pool(deployed, prefect_server, tmp_path):
