@@ -6,7 +6,9 @@ From the per-episode manifests of :func:`robocurate.react.detect.detect_episode`
   trim > 0), ``trim_note``, ``summary`` and ``episodes["<date>/episode_NNN"]`` with the five
   interval lists (trimmed-pt frame coordinates, inclusive), ``total_bad_frames`` and
   ``bad_fraction``. Merged by episode key: other dates' and other episodes' entries are
-  kept; an episode whose detection failed this time loses its (now stale) entry.
+  kept; an episode whose detection failed this time loses its (now stale) entry. The keys
+  have no task: an episode whose date and name another task under ROOT also has is a
+  ``react.task_collision`` finding, never merged over the other's entry.
 - ``freeze_intervals.json``: the freeze diagnosis (1.7.4 summary layout: ``threshold_s``,
   ``thresholds``, ``counts``, ``events``) where every event carries a stable ``id``
   (``<episode>:<side>:<a>-<b>``) and ``manual_verdict`` (null | keep | cut | merge), the
@@ -97,14 +99,16 @@ def write_quality_outputs(root: str | os.PathLike, task: str, date: str,
                                       REPORT_CSV_NAME)}
     # Every result needs its episode key; a manifest without one is keyed by its path.
     results = [r if r.get("key") else dict(r, key=episode_key(r["path"])) for r in results]
-    detected = [r for r in results if r.get("status") == "detected"]
-    failed = [r for r in results if r.get("status") != "detected"]
     with locked_dir(out_dir):
         old_bad = _load_json(paths[BAD_FRAMES_NAME], findings)
         old_freeze = _load_json(paths[FREEZE_NAME], findings)
         old_rows = _load_csv(paths[REPORT_CSV_NAME], findings)
 
         episodes = dict(old_bad.get("episodes") or {})
+        results = _without_task_collisions(results, Path(root), task,
+                                           paths[BAD_FRAMES_NAME], findings)
+        detected = [r for r in results if r.get("status") == "detected"]
+        failed = [r for r in results if r.get("status") != "detected"]
         trims = dict(old_bad.get("trim_offsets") or {})
         for r in failed:
             episodes.pop(r["key"], None)
@@ -170,6 +174,27 @@ def set_verdict(path: str | os.PathLike, episode: str, event_id: str,
 
 
 # =========================================================================== bad_frames.json
+
+
+def _without_task_collisions(results: list[dict], root: Path, task: str, where: Path,
+                             findings: Findings) -> list[dict]:
+    """The 1.7.2 keys (``<date>/episode_NNN``) have no task: when another task under ROOT
+    has a recording with the same date and name, an entry could belong to either, so this
+    task's episode is reported instead of merged (the other task's entry is never
+    replaced)."""
+    kept = []
+    for r in results:
+        date, name = r["key"].rsplit("/", 1)
+        others = sorted(p.parent.parent.name for p in (root / "data").glob(f"*/{date}/{name}.h5*")
+                        if p.parent.parent.name != task)
+        if others:
+            findings.add(where, "react.task_collision",
+                         f"{r['key']} exists for task {task!r} and for {', '.join(others)}; "
+                         f"bad_frames.json keys have no task, so tasks recorded on the same "
+                         f"date need their own dataset ROOT", item=r["key"])
+        else:
+            kept.append(r)
+    return kept
 
 
 def _bad_entry(r: dict) -> dict:

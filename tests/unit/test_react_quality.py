@@ -165,6 +165,24 @@ def test_new_date_keeps_other_dates_and_failures_drop_stale_entries(tmp_path, de
     assert row["status"] == "failed" and "missing_pt" in row["note"]
 
 
+def test_same_date_and_name_in_another_task_is_reported_not_merged(tmp_path, detected):
+    _, results = detected
+    ok = [r for r in results if r["status"] == "detected"]
+    first = write_quality_outputs(tmp_path, TASK, DATE, ok)
+    assert not first["findings"]
+    before = _read(tmp_path, "bad_frames.json")
+    # Another task recorded an episode with the same date and name under this ROOT.
+    name = ok[0]["key"].rsplit("/", 1)[1]
+    for task in (TASK, "cable_routing"):
+        twin = tmp_path / "data" / task / DATE / f"{name}.h5"
+        twin.parent.mkdir(parents=True)
+        twin.write_bytes(b"")
+    out = write_quality_outputs(tmp_path, "cable_routing", DATE, [copy.deepcopy(ok[0])])
+    rules = [f["rule"] for f in out["findings"]]
+    assert rules == ["react.task_collision"] and TASK in out["findings"][0]["message"]
+    assert _read(tmp_path, "bad_frames.json")["episodes"] == before["episodes"]
+
+
 def test_manual_verdicts_survive_reruns(tmp_path, detected):
     _, results = detected
     ok = [r for r in results if r["status"] == "detected"]
