@@ -9,7 +9,11 @@ under $ROBOCURATE_BENCH_DATA/react-contact, then derives variants:
   noise makes the frames incompressible for LZ4, so HDF5 stores the chunks raw (filter
   skipped) and reading them is a plain copy, the cheapest read there is;
 - ``noisy/gzip``: the noisy frames as GZIP-4 + shuffle (what the compression stage
-  writes). Derived files hold only what contact indexing reads (no depth).
+  writes);
+- ``legacy-gelsight/lz4``: the generator's frames with each GelSight row repeated over
+  four camera ticks (75 % repeated rows, like the legacy recordings' ~8 fps GelSight in
+  30 Hz rows, 71.8 % per reference 1.1), BLOSC-LZ4. Derived files hold only what contact
+  indexing reads (no depth).
 
 Per variant, after one warm-up read (page cache warm; ``--cold`` drops the page cache
 before every timed run instead), alternating ``--repeat`` times:
@@ -92,6 +96,28 @@ def derive(src: Path, dst: Path, *, noise: float, codec: str) -> None:
     os.replace(tmp, dst)
 
 
+def derive_legacy_gelsight(src: Path, dst: Path, hold: int = 4) -> None:
+    """The generator's file with GelSight rows held for ``hold`` camera ticks (BLOSC-LZ4)."""
+    if dst.is_file():
+        return
+    tmp = dst.with_suffix(".partial")
+    lz4 = dict(hdf5plugin.Blosc(cname="lz4", clevel=5, shuffle=hdf5plugin.Blosc.SHUFFLE))
+    with h5py.File(src, "r") as fi, h5py.File(tmp, "w") as fo:
+        for name in SMALL + ["optitrack/motherboard/timestamps", "optitrack/motherboard/pose"]:
+            fo.create_dataset(name, data=fi[name][()])
+        for name in FRAME_STREAMS:
+            ds = fi[name]
+            out = fo.create_dataset(name, shape=ds.shape, dtype=np.uint8,
+                                    chunks=(1,) + ds.shape[1:], **lz4)
+            for a in range(0, ds.shape[0], 32):
+                x = ds[a:a + 32]
+                if name.startswith("gelsight/"):
+                    rows = np.arange(a, a + len(x)) // hold * hold
+                    x = ds[rows[0]:rows[-1] + 1][rows - rows[0]]
+                out[a:a + 32] = x
+    os.replace(tmp, dst)
+
+
 def h5py_read(path: Path, chunk_frames: int) -> float:
     t = time.perf_counter()
     with h5py.File(path, "r") as f:
@@ -120,7 +146,8 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--chunk-frames", type=int, default=64)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--variants", default="generator/lz4,noisy/lz4,noisy/gzip")
+    ap.add_argument("--variants",
+                    default="generator/lz4,noisy/lz4,noisy/gzip,legacy-gelsight/lz4")
     ap.add_argument("--cold", action="store_true",
                     help="drop the page cache before every timed run (needs root; affects "
                          "the whole machine) instead of timing with a warm cache")
@@ -135,6 +162,9 @@ def main() -> None:
             codec = v.split("/")[1]
             files[v] = root / f"noisy_{codec}_f{args.frames}_{args.height}x{args.width}.h5"
             derive(src, files[v], noise=2.5, codec=codec)
+        elif v == "legacy-gelsight/lz4":
+            files[v] = root / f"legacy_gelsight_f{args.frames}_{args.height}x{args.width}.h5"
+            derive_legacy_gelsight(src, files[v])
     out_dir = root / "out"
     out_dir.mkdir(exist_ok=True)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

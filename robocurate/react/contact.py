@@ -590,7 +590,7 @@ def _build(f: h5py.File, plan: _Plan, dev: torch.device, chunk_frames: int, work
         for key, a, b, frames in reader.items():
             i0 = a - plan.first_row(key)
             dst = thumbs[key][i0:i0 + (b - a)]
-            thumbnails_into(frames, dst, pool, workers)
+            thumbnails_into(frames, dst, pool, workers, repeats=key.startswith("tactile_"))
             if key.startswith("tactile_"):
                 side = key.removeprefix("tactile_")
                 step = _batch_for(dev)

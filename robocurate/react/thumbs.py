@@ -42,27 +42,34 @@ def thumbnail(frame: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(small.transpose(2, 0, 1))
 
 
-def _thumbnail_range(frames: np.ndarray, out: np.ndarray, a: int, b: int) -> None:
+def _thumbnail_range(frames: np.ndarray, out: np.ndarray, a: int, b: int,
+                     repeats: bool = False) -> None:
     for i in range(a, b):
+        if repeats and i > a and np.array_equal(frames[i], frames[i - 1]):
+            out[i] = out[i - 1]  # same bytes, same thumbnail: 0.04 ms instead of 0.5 ms
+            continue
         out[i] = cv2.resize(centre_crop(frames[i]), (THUMB, THUMB),
                             interpolation=cv2.INTER_AREA).transpose(2, 0, 1)
 
 
 def thumbnails_into(frames: np.ndarray, out: np.ndarray, pool: Executor | None = None,
-                    parts: int = 1) -> None:
+                    parts: int = 1, repeats: bool = False) -> None:
     """Thumbnail ``frames`` (n, H, W, 3) into ``out`` (n, 3, 128, 128) uint8.
 
     With ``pool`` the frames are split into ``parts`` contiguous runs done in parallel
     (one task per run, not per frame, so the pool's overhead stays negligible).
+    ``repeats``: a frame byte-identical to the one before it (within a run) reuses its
+    thumbnail. Legacy GelSight streams are ~72 % repeated rows (the sensor delivered
+    ~8 fps into 30 Hz rows, reference 1.1).
     """
     n = len(frames)
     if out.shape != (n, 3, THUMB, THUMB):
         raise ValueError(f"out has shape {out.shape}, expected {(n, 3, THUMB, THUMB)}")
     if pool is None or parts <= 1 or n < 2:
-        _thumbnail_range(frames, out, 0, n)
+        _thumbnail_range(frames, out, 0, n, repeats)
         return
     bounds = np.linspace(0, n, min(parts, n) + 1).astype(int)
-    futures = [pool.submit(_thumbnail_range, frames, out, int(a), int(b))
+    futures = [pool.submit(_thumbnail_range, frames, out, int(a), int(b), repeats)
                for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
     for fut in futures:
         fut.result()

@@ -22,7 +22,7 @@ from robocurate.react.contact import (
     resolve_device,
     trim_offset_for,
 )
-from robocurate.react.thumbs import thumbnail
+from robocurate.react.thumbs import thumbnail, thumbnails_into
 from robocurate.samples.react import generate_react_dataset
 
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -184,6 +184,23 @@ def test_thumbnail_recipe_matches_cv2_directly(tmp_path):
                 direct = cv2.resize(raw[:, 8:56], (128, 128), interpolation=cv2.INTER_AREA)
                 # Channel order as stored: channel 0 of the thumbnail comes from byte 0.
                 assert np.array_equal(ep[key][t].numpy(), direct.transpose(2, 0, 1)), key
+
+
+def test_repeated_rows_reuse_the_thumbnail_of_the_row_before():
+    """GelSight rows repeat (the sensor is slower than the 30 Hz rows): a repeat reuses the
+    previous thumbnail, and the result is the per-frame recipe whatever the split."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(4)
+    distinct = rng.integers(0, 256, (6, 48, 64, 3), dtype=np.uint8)
+    frames = distinct[[0, 0, 0, 1, 2, 2, 3, 3, 3, 3, 4, 5, 5]]
+    frames[7, 5, 5, 0] ^= 1  # one byte differs: not a repeat
+    want = np.stack([thumbnail(f) for f in frames])
+    with ThreadPoolExecutor(3) as pool:
+        for kw in (dict(), dict(pool=pool, parts=3), dict(pool=pool, parts=13)):
+            got = np.zeros_like(want)
+            thumbnails_into(frames, got, repeats=True, **kw)
+            assert np.array_equal(got, want), kw
 
 
 # --------------------------------------------------------------------------- metrics
