@@ -74,8 +74,9 @@ def generated_episode(root: Path, frames: int, height: int, width: int
     return src, time.perf_counter() - t
 
 
-def derive(src: Path, dst: Path, *, noise: float, codec: str) -> None:
-    """Copy what contact indexing reads, adding sensor noise, re-encoded with ``codec``."""
+def derive(src: Path, dst: Path, *, codec: str, noise: float = 0.0, hold: int = 1) -> None:
+    """Copy what contact indexing reads, re-encoded with ``codec``: with ``noise``, sensor
+    noise added to every frame; with ``hold``, each GelSight row held for that many ticks."""
     if dst.is_file():
         return
     rng = np.random.default_rng(1)
@@ -90,30 +91,14 @@ def derive(src: Path, dst: Path, *, noise: float, codec: str) -> None:
             out = fo.create_dataset(name, shape=ds.shape, dtype=np.uint8,
                                     chunks=(1,) + ds.shape[1:], **filt)
             for a in range(0, ds.shape[0], 32):
-                x = ds[a:a + 32].astype(np.int16)
-                x += rng.normal(0.0, noise, x.shape).round().astype(np.int16)
-                out[a:a + 32] = np.clip(x, 0, 255).astype(np.uint8)
-    os.replace(tmp, dst)
-
-
-def derive_legacy_gelsight(src: Path, dst: Path, hold: int = 4) -> None:
-    """The generator's file with GelSight rows held for ``hold`` camera ticks (BLOSC-LZ4)."""
-    if dst.is_file():
-        return
-    tmp = dst.with_suffix(".partial")
-    lz4 = dict(hdf5plugin.Blosc(cname="lz4", clevel=5, shuffle=hdf5plugin.Blosc.SHUFFLE))
-    with h5py.File(src, "r") as fi, h5py.File(tmp, "w") as fo:
-        for name in SMALL + ["optitrack/motherboard/timestamps", "optitrack/motherboard/pose"]:
-            fo.create_dataset(name, data=fi[name][()])
-        for name in FRAME_STREAMS:
-            ds = fi[name]
-            out = fo.create_dataset(name, shape=ds.shape, dtype=np.uint8,
-                                    chunks=(1,) + ds.shape[1:], **lz4)
-            for a in range(0, ds.shape[0], 32):
                 x = ds[a:a + 32]
-                if name.startswith("gelsight/"):
+                if hold > 1 and name.startswith("gelsight/"):
                     rows = np.arange(a, a + len(x)) // hold * hold
                     x = ds[rows[0]:rows[-1] + 1][rows - rows[0]]
+                if noise:
+                    x = x.astype(np.int16)
+                    x += rng.normal(0.0, noise, x.shape).round().astype(np.int16)
+                    x = np.clip(x, 0, 255).astype(np.uint8)
                 out[a:a + 32] = x
     os.replace(tmp, dst)
 
@@ -161,10 +146,10 @@ def main() -> None:
         if v.startswith("noisy/"):
             codec = v.split("/")[1]
             files[v] = root / f"noisy_{codec}_f{args.frames}_{args.height}x{args.width}.h5"
-            derive(src, files[v], noise=2.5, codec=codec)
+            derive(src, files[v], codec=codec, noise=2.5)
         elif v == "legacy-gelsight/lz4":
             files[v] = root / f"legacy_gelsight_f{args.frames}_{args.height}x{args.width}.h5"
-            derive_legacy_gelsight(src, files[v])
+            derive(src, files[v], codec="lz4", hold=4)
     out_dir = root / "out"
     out_dir.mkdir(exist_ok=True)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

@@ -27,7 +27,7 @@ from robocurate.droid import calibration, extrinsics as extr, kinematics, projec
 from robocurate.droid.flow_resample import normalize_flow
 from robocurate.droid.layout import Episode
 from robocurate.findings import Findings
-from robocurate.io.atomic import atomic_write_json
+from robocurate.io.atomic import atomic_write_json, fsync_dir
 
 STAGING = ".staging"
 QUALITY_VERSION = 1
@@ -481,14 +481,7 @@ def finalize(stage: str | Path, final: str | Path) -> Path:
     os.replace(stage, final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-    try:
-        fd = os.open(final.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
+    fsync_dir(final.parent)
     return final
 
 

@@ -27,6 +27,19 @@ def _warn(what: str, episode_path, exc: Exception, **kw) -> None:
     get_logger(pipeline="owa").warning(what, episode=str(episode_path), error=str(exc), **kw)
 
 
+def _row_or_batch(one, empty_keys: tuple[str, ...]):
+    """A ``datasets`` transform applying ``one`` to a row, or row by row to a batch
+    (columns of lists); an empty batch keeps the output columns ``empty_keys``."""
+
+    def transform(examples: dict) -> dict:
+        if not _is_batch(examples):
+            return one(examples)
+        done = [one(dict(zip(examples, values))) for values in zip(*examples.values())]
+        return {k: [d[k] for d in done] for k in (done[0] if done else empty_keys)}
+
+    return transform
+
+
 def create_event_dataset_transform(encoder_type: str = "hierarchical", load_images: bool = True,
                                    encode_actions: bool = True, keep_original: bool = False,
                                    encoder: BaseEventEncoder | None = None,
@@ -52,14 +65,7 @@ def create_event_dataset_transform(encoder_type: str = "hierarchical", load_imag
                   topic=topic, timestamp_ns=example.get("timestamp_ns"))
         return result
 
-    def transform(examples: dict) -> dict:
-        if not _is_batch(examples):
-            return one(examples)
-        rows = [dict(zip(examples, values)) for values in zip(*examples.values())]
-        done = [one(r) for r in rows]
-        return {k: [d[k] for d in done] for k in (done[0] if done else {"encoded_event": 0, "image": 0})}
-
-    return transform
+    return _row_or_batch(one, ("encoded_event", "image"))
 
 
 def create_binned_dataset_transform(encoder_type: str = "hierarchical",
@@ -91,12 +97,4 @@ def create_binned_dataset_transform(encoder_type: str = "hierarchical",
                     _warn("owa action not encoded", episode, exc, bin_idx=example.get("bin_idx"))
         return result
 
-    def transform(examples: dict) -> dict:
-        if not _is_batch(examples):
-            return one(examples)
-        rows = [dict(zip(examples, values)) for values in zip(*examples.values())]
-        done = [one(r) for r in rows]
-        keys = done[0] if done else {"instruction": 0, "images": 0, "encoded_events": 0}
-        return {k: [d[k] for d in done] for k in keys}
-
-    return transform
+    return _row_or_batch(one, ("instruction", "images", "encoded_events"))

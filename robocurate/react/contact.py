@@ -63,6 +63,7 @@ import numpy as np
 import torch
 
 from robocurate.findings import Findings
+from robocurate.io.atomic import atomic_open
 from robocurate.react.layout import SIDES, cam_aligned_pose
 from robocurate.react.thumbs import THUMB, thumbnail, thumbnails_into
 
@@ -663,24 +664,5 @@ def _second_pass(tactile: np.ndarray, ref: np.ndarray, dev: torch.device
 
 def _save_atomic(obj: dict, path: Path) -> None:
     """torch.save to a temp file in the target directory, fsync, rename, fsync the dir."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:
-        dfd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
+    with atomic_open(path, sync_dir=True) as fh:
+        torch.save(obj, fh)

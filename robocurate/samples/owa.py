@@ -57,7 +57,7 @@ from pathlib import Path
 import numpy as np
 from mcap.writer import CompressionType, Writer
 
-from robocurate.io.atomic import atomic_write_bytes
+from robocurate.io.atomic import atomic_open, atomic_write_bytes
 
 __all__ = ["FAULTS", "MANIFEST_NAME", "frame_level", "generate_owa_recordings",
            "write_recording"]
@@ -242,33 +242,24 @@ def write_recording(path: str | os.PathLike, *, seconds: float = 10.0, seed: int
         shape=shape, with_screen=with_screen, mouse_hz=mouse_hz, raw_hz=raw_hz,
         start_ns=start_ns)
     version = {"0.1": "0.1.0", "0.3": "0.3.2", "0.4": "0.4.2", "0.5": "0.5.1"}[generation]
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            writer = Writer(f, compression=CompressionType.ZSTD if compression == "zstd"
-                            else CompressionType.NONE)
-            writer.start(profile="owa", library=f"mcap-owa-support {version}; mcap 1.3.0")
-            channel_of = {}
-            for topic in counts:
-                cls = _TOPIC_TYPE[topic]
-                name = (type_override or {}).get(topic) or _GENERATIONS[generation](cls)
-                sid = writer.register_schema(name=name, encoding="jsonschema",
-                                             data=_schema_doc(name, _fields(generation, cls)))
-                channel_of[topic] = writer.register_channel(topic=topic, message_encoding="json",
-                                                            schema_id=sid)
-            add = writer.add_message
-            seq = 0
-            for t, topic, data in zip(times, topics, payloads):
-                add(channel_of[topic], t, data, t, seq)
-                seq += 1
-            writer.finish()
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as f:
+        writer = Writer(f, compression=CompressionType.ZSTD if compression == "zstd"
+                        else CompressionType.NONE)
+        writer.start(profile="owa", library=f"mcap-owa-support {version}; mcap 1.3.0")
+        channel_of = {}
+        for topic in counts:
+            cls = _TOPIC_TYPE[topic]
+            name = (type_override or {}).get(topic) or _GENERATIONS[generation](cls)
+            sid = writer.register_schema(name=name, encoding="jsonschema",
+                                         data=_schema_doc(name, _fields(generation, cls)))
+            channel_of[topic] = writer.register_channel(topic=topic, message_encoding="json",
+                                                        schema_id=sid)
+        add = writer.add_message
+        seq = 0
+        for t, topic, data in zip(times, topics, payloads):
+            add(channel_of[topic], t, data, t, seq)
+            seq += 1
+        writer.finish()
     entry = {"path": path.name, "video": None, "generation": generation,
              "messages": len(times), "topics": counts, "start_ns": times[0],
              "end_ns": times[-1], "expected": {"ok": True, "rule": None}}
@@ -355,27 +346,21 @@ def _rewrite_payload(path: Path, prefix: bytes, replacement: bytes) -> None:
         summary = reader.get_summary()
         msgs = [(c.id, m.log_time, m.data, m.publish_time, m.sequence)
                 for _s, c, m in reader.iter_messages(log_time_order=False)]
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            w = Writer(f)
-            w.start(profile=header.profile, library=header.library)
-            ids = {}
-            for s in summary.schemas.values():
-                ids[s.id] = w.register_schema(s.name, s.encoding, s.data)
-            chans = {}
-            for c in summary.channels.values():
-                chans[c.id] = w.register_channel(c.topic, c.message_encoding, ids[c.schema_id])
-            done = False
-            for cid, t, data, pt, seq in msgs:
-                if not done and data.startswith(prefix):
-                    data, done = replacement, True
-                w.add_message(chans[cid], t, data, pt, seq)
-            w.finish()
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as f:
+        w = Writer(f)
+        w.start(profile=header.profile, library=header.library)
+        ids = {}
+        for s in summary.schemas.values():
+            ids[s.id] = w.register_schema(s.name, s.encoding, s.data)
+        chans = {}
+        for c in summary.channels.values():
+            chans[c.id] = w.register_channel(c.topic, c.message_encoding, ids[c.schema_id])
+        done = False
+        for cid, t, data, pt, seq in msgs:
+            if not done and data.startswith(prefix):
+                data, done = replacement, True
+            w.add_message(chans[cid], t, data, pt, seq)
+        w.finish()
 
 
 def generate_owa_recordings(out: str | os.PathLike, *, files: int = 2, minutes: float = 0.1,
