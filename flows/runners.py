@@ -23,6 +23,26 @@ from flows.storage import shared_result_storage
 KINDS = ("threads", "processes", "dask")
 
 
+def _drop_prefect_exit_drains_in_child() -> None:
+    """Prefect 3.8 resets its log and event workers in a forked child but leaves their
+    ``threading`` at-exit drains registered; at the child's exit a drain fails an assert,
+    so every process forked after a flow ran (a training ``DataLoader``'s fork workers)
+    ends with exit code 1 and the loader raises "worker exited unexpectedly". The child
+    has nothing of its parent's to drain: forget those callbacks there."""
+    import threading
+
+    from prefect._internal.concurrency.services import _QueueServiceBase
+
+    atexits = getattr(threading, "_threading_atexits", None)
+    if atexits:
+        atexits[:] = [cb for cb in atexits if not isinstance(
+            getattr(getattr(cb, "func", cb), "__self__", None), _QueueServiceBase)]
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_prefect_exit_drains_in_child)
+
+
 def make_task_runner(kind: str | None = None, *, threads: int = 16,
                      dask_address: str | None = None, workers: int | None = None):
     """A Prefect task runner for ``kind`` (default: the ROBOCURATE_TASK_RUNNER setting)."""

@@ -38,6 +38,7 @@ from robocurate.react.detect import ot_loss
 from robocurate.react.layout import (FPS, OT_BODIES, SIDES, active_sensors_of,
                                      cam_aligned_pose, episode_key, pt_path)
 from robocurate.react.panel import PanelRenderer, ProjectionOverlay
+from robocurate.react.thumbs import thumbnail
 
 __all__ = [
     "EpisodeSource",
@@ -276,14 +277,6 @@ def make_overlay(src: EpisodeSource, cal: Calibration | None,
     return overlay if len(missing) < 3 else None
 
 
-def _thumb128(frame_rgb: np.ndarray) -> np.ndarray:
-    """The .pt thumbnail recipe (reference 1.2): centre square, INTER_AREA to 128x128."""
-    h, w = frame_rgb.shape[:2]
-    c = (w - h) // 2 if w > h else 0
-    sq = frame_rgb[:, c:c + h] if w > h else frame_rgb[(h - w) // 2:(h - w) // 2 + w]
-    return cv2.resize(sq, (128, 128), interpolation=cv2.INTER_AREA)
-
-
 def _pt_references(pt: Path, src: EpisodeSource) -> dict[str, np.ndarray] | None:
     """The p01 reference of each side from the .pt's ``_contact_meta``.
 
@@ -314,8 +307,9 @@ def _pt_references(pt: Path, src: EpisodeSource) -> dict[str, np.ndarray] | None
         for cand in dict.fromkeys((int(idx), int(idx) + trim)):
             if 0 <= cand < src.gels[side][1]:
                 full = src.frame(side, cand)
-                if full is not None and np.abs(_thumb128(full).astype(np.int16)
-                                               - refs[side]).mean() < 2.0:
+                if full is not None and np.abs(
+                        thumbnail(full).transpose(1, 2, 0).astype(np.int16)
+                        - refs[side]).mean() < 2.0:
                     refs[side] = full
                     break
     return refs or None
