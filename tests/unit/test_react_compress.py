@@ -120,7 +120,7 @@ def test_verification_failure_leaves_source_untouched(tmp_path, monkeypatch):
     src = _make_source(tmp_path / "ep.h5")
     raw = src.read_bytes()
 
-    def boom(original, new):
+    def boom(original, new, *args):
         assert Path(new).exists()
         raise H5VerificationError("forced")
 
@@ -166,3 +166,55 @@ def test_unreadable_file_raises_oserror_with_path(tmp_path):
         compress_file(bad)
     with pytest.raises(OSError, match="missing.h5"):
         compress_file(tmp_path / "missing.h5")
+
+
+def test_output_is_no_bigger_than_hdf5s_own_rewrite_with_the_same_chunks(tmp_path):
+    """Same chunks, same deflate bytes: what is left is metadata, and the 1.10 chunk
+    indexes (fixed/extensible arrays) are smaller than the B-trees HDF5 writes by default
+    (what h5repack produces)."""
+    src = _make_source(tmp_path / "ep.h5")
+    ref = tmp_path / "ref.h5"
+    with h5py.File(src, "r") as fi, h5py.File(ref, "w") as fo:
+        def copy(name, obj):
+            if isinstance(obj, h5py.Dataset) and obj.ndim > 0:
+                fo.create_dataset(name, data=obj[()], chunks=rc._target_chunks(obj),
+                                  maxshape=obj.maxshape if obj.chunks else None,
+                                  compression="gzip", compression_opts=4, shuffle=True)
+        fi.visititems(copy)
+    compress_file(src)
+    assert os.path.getsize(src) <= os.path.getsize(ref)
+    with open(src, "rb") as fh:
+        assert fh.read(9)[8] >= 2  # superblock version of the 1.10 file format
+
+
+def test_verifier_catches_one_bad_chunk_past_the_first(tmp_path, monkeypatch):
+    import itertools
+
+    src = _make_source(tmp_path / "ep.h5")
+    raw = src.read_bytes()
+    real_encode = rc._encode_chunk
+    calls = itertools.count()
+
+    def one_bad(block, chunks, itemsize, level):
+        if next(calls) == 3:  # a later chunk of the first dataset: HDF5's spot check passes
+            block = np.array(block)
+            block.reshape(-1).view(np.uint8)[-1] ^= 0x80
+        return real_encode(block, chunks, itemsize, level)
+
+    monkeypatch.setattr(rc, "_encode_chunk", one_bad)
+    with pytest.raises(H5VerificationError, match="values differ"):
+        compress_file(src)
+    assert src.read_bytes() == raw
+
+
+def test_chunk_decoder_is_the_inverse_of_the_encoder():
+    rng = np.random.default_rng(2)
+    for dtype, chunks, shape in ((np.uint16, (2, 5, 3), (1, 5, 3)), (np.float64, (4, 7), (4, 7)),
+                                 (np.uint8, (1, 6, 6, 3), (1, 6, 6, 3))):
+        block = (rng.standard_normal(shape) * 1000).astype(dtype)
+        raw = rc._encode_chunk(block, chunks, np.dtype(dtype).itemsize, 4)
+        assert rc._chunk_decodes_to(raw, block, chunks, np.dtype(dtype).itemsize)
+        other = block.copy()
+        other.reshape(-1).view(np.uint8)[0] ^= 1
+        assert not rc._chunk_decodes_to(raw, other, chunks, np.dtype(dtype).itemsize)
+        assert not rc._chunk_decodes_to(raw[:-5], block, chunks, np.dtype(dtype).itemsize)
