@@ -329,7 +329,10 @@ def _verify_direct_chunks(da: h5py.Dataset, db: h5py.Dataset, pool: ThreadPoolEx
         block = np.asarray(da[sel])
         if i == 0 and not _arrays_equal(block, np.asarray(db[sel])):
             raise H5VerificationError(f"{what}: HDF5 decodes other values at {sel}")
-        mask, raw = db.id.read_direct_chunk(tuple(s.start for s in sel))
+        try:
+            mask, raw = db.id.read_direct_chunk(tuple(s.start for s in sel))
+        except (KeyError, OSError, RuntimeError, ValueError) as exc:
+            raise H5VerificationError(f"{what}: chunk at {sel} unreadable ({exc})") from exc
         if mask != 0:
             raise H5VerificationError(f"{what}: chunk at {sel} skips filters (mask {mask})")
         pending.append((sel, pool.submit(_chunk_decodes_to, raw, block, chunks, itemsize)))

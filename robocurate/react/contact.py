@@ -34,10 +34,11 @@ holds a camera frame's tactile image is that index + N (``gelsight_lag_frames``)
 Streaming. Frames are read from h5py in slices of ``chunk_frames`` along axis 0, aligned
 to the dataset's chunking, once, by a reader thread that runs ahead of the consumer, into
 a few recycled buffers (``read_direct``: no fresh 60 MB allocation to page-fault per
-slice, 17 % off the read time). h5py holds the GIL while it reads; the consumer's work
-does not need it: it thumbnails each slice (``thumbs``: a compiled kernel in a small
-thread pool, GIL released) and computes the first-pass intensity against ``ref_first``
-for tactile slices in torch. Only thumbnails are kept
+slice, 17 % off the read time). h5py lets go of the GIL inside HDF5 but must win it
+back after every call, so a thread busy in Python would slow the reader; the consumers'
+work runs outside the GIL: each slice is one pool task that thumbnails it (``thumbs``: a
+compiled kernel) and computes the first-pass intensity against ``ref_first`` for tactile
+slices in torch. Only thumbnails are kept
 (49 kB per stream and frame); above ``spill_bytes`` they live in memory-mapped scratch
 files next to the output, so resident memory is bounded by a few full-resolution slices
 whatever the episode length. The second pass (metrics against the p01 reference) runs
@@ -50,10 +51,10 @@ from __future__ import annotations
 
 import os
 import queue
-from collections import deque
 import tempfile
 import threading
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -389,9 +390,9 @@ _DONE = object()
 class _Reader(threading.Thread):
     """Reads (key, rows) slices in order into a bounded queue; errors go to the queue.
 
-    Slices are read into recycled buffers: the consumer hands each one back with
-    ``release`` once done with it, so at most ``depth + 2`` buffers of each slice shape
-    exist (queued, being read, being consumed).
+    Slices are read into recycled buffers: a consumer hands each one back with
+    ``release`` once done with it, so the buffers of each slice shape number at most
+    ``depth`` (queued) + 1 (being read) + the slices being consumed.
     """
 
     def __init__(self, f: h5py.File, jobs: list[tuple[str, int, int]], depth: int):

@@ -219,7 +219,7 @@ def test_reader_recycles_a_bounded_set_of_buffers(tmp_path):
             seen.add(id(frames))
             reader.release(frames)
         reader.close()
-    assert len(seen) <= 3  # depth + 2: queued, being read, being consumed
+    assert len(seen) <= 3  # 1 queued + 1 being read + 1 being consumed
 
 
 def test_repeated_rows_reuse_the_thumbnail_of_the_row_before():
