@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -36,6 +37,23 @@ def _task_runs(api, run_id) -> list[dict]:
                    json={"flow_runs": {"id": {"any_": [run_id]}}, "limit": 200})
     r.raise_for_status()
     return r.json()
+
+
+@contextmanager
+def _worker(pool: str, env: dict, log_path: Path):
+    """A ``prefect worker`` on ``pool`` for the block, stopped by process group after it."""
+    with open(log_path, "w") as log:
+        worker = subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", pool],
+                                  env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+        try:
+            yield worker
+        finally:
+            os.killpg(worker.pid, signal.SIGTERM)
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
 
 
 def _run_id(out: str) -> str:
@@ -66,19 +84,8 @@ def deployed(prefect_server, tmp_path):
     pool = httpx.get(f"{prefect_server}/work_pools/robocurate-gpu", timeout=10).json()
     assert pool["concurrency_limit"] == 2
     run(str(BIN / "prefect"), "--no-prompt", "deploy", "--all")
-    log = open(tmp_path / "worker.log", "w")
-    worker = subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool",
-                               "robocurate-cpu"], env=env, cwd=REPO, stdout=log,
-                              stderr=subprocess.STDOUT, start_new_session=True)
-    try:
+    with _worker("robocurate-cpu", env, tmp_path / "worker.log"):
         yield env, run
-    finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
-        log.close()
 
 
 def test_deployment_run_and_ui_retry(deployed, prefect_server, tmp_path):
@@ -127,11 +134,7 @@ def test_gpu_step_dispatched_to_the_gpu_pool(deployed, prefect_server, tmp_path)
     droid_raw, droid_out = tmp_path / "droid-raw", tmp_path / "droid-out"
     run(str(BIN / "robocurate"), "sample", "react", str(data), "--episodes", "2",
         "--frames", "20", "--no-faults")
-    log = open(tmp_path / "gpu-worker.log", "w")
-    gpu_worker = subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool",
-                                   "robocurate-gpu"], env=env, cwd=REPO, stdout=log,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
-    try:
+    with _worker("robocurate-gpu", env, tmp_path / "gpu-worker.log"):
         out = run(str(BIN / "prefect"), "deployment", "run", "react-curate/react-curate",
                   "--param", f"root={data}", "--param", "date=2026-06-01",
                   "--param", 'stages=["integrity", "contact-index"]',
@@ -147,13 +150,6 @@ def test_gpu_step_dispatched_to_the_gpu_pool(deployed, prefect_server, tmp_path)
                   "--param", "points_per_finger=8").stdout
         droid_parent = _wait(prefect_server, _run_id(out), timeout=300)
         assert droid_parent["state_type"] == "COMPLETED", droid_parent["state"]
-    finally:
-        os.killpg(gpu_worker.pid, signal.SIGTERM)
-        try:
-            gpu_worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(gpu_worker.pid, signal.SIGKILL)
-        log.close()
     pts = sorted((data / "processed" / "mode1_v1" / "motherboard" / "2026-06-01").glob("*.pt"))
     assert len(pts) == 2
     children = httpx.post(f"{prefect_server}/flow_runs/filter", timeout=10, json={
