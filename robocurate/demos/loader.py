@@ -31,16 +31,18 @@ Lazy and fork/spawn safe: ``__init__`` reads only metadata (shapes, masks, lengt
 closes the file again, so nothing is open when DataLoader workers start. Each process
 opens the file on its first ``__getitem__`` and reopens it when ``os.getpid()`` changes
 (a forked worker must not use its parent's HDF5 handle); pickling drops the handle.
-Each item reads only the rows it needs, never whole datasets: h5py slices, except for
-two plain layouts read at the byte offsets HDF5 reports (contiguous unfiltered datasets,
-and one-step-per-chunk datasets with at most deflate, the usual layout of image
-observations written for random access), which skips HDF5's per-call overhead and its
-filter pipeline; see ``_Reader``. In forked DataLoader workers the dataset also switches
-torch's tensor sharing to ``file_system`` (``worker_sharing_strategy``), which roughly
-halves the cost of handing batches to the main process.
+Each item reads only the rows it needs, never whole datasets, through
+``robocurate.io.h5rows``: contiguous unfiltered datasets and datasets chunked by whole
+steps (deflate, shuffle or Blosc; images are usually stored one step per chunk for random
+access) are read at the byte offsets HDF5 reports, which skips HDF5's per-call overhead
+(~3.5 us, as much as a low-dim row read) and its filter pipeline; other layouts are h5py
+slices. In forked DataLoader workers the dataset also switches torch's tensor sharing to
+``file_system`` (``worker_sharing_strategy``), which roughly halves the cost of handing
+batches to the main process.
 
-Forked DataLoader workers die in a process that has already run a Prefect flow
-(Prefect leaves background threads behind); there, use
+Prefect 3.8 makes processes forked after a flow ran exit with code 1 ("DataLoader worker
+exited unexpectedly"); importing robocurate's flows (``flows.runners``) repairs that in
+fork children. A process that ran other Prefect flows should use
 ``DataLoader(..., multiprocessing_context="spawn")``.
 """
 
@@ -48,7 +50,6 @@ from __future__ import annotations
 
 import bisect
 import os
-import zlib
 from pathlib import Path
 from typing import Iterable
 
@@ -59,6 +60,7 @@ from torch.utils.data import Dataset
 
 from robocurate.demos.layout import demo_keys, detect_schema, is_numeric, iter_datasets, obs_group
 from robocurate.demos.normalize import DataNormalizer, read_mask
+from robocurate.io.h5rows import RowReader
 
 __all__ = ["DemoDataset"]
 
@@ -108,7 +110,7 @@ class DemoDataset(Dataset):
         self._file: h5py.File | None = None
         self._fd: int | None = None
         self._pid: int | None = None
-        self._handles: dict[int, tuple[list[_Reader], _Reader | None]] = {}
+        self._handles: dict[int, tuple[list[RowReader], RowReader | None]] = {}
 
         with h5py.File(self.path, "r") as f:
             self.schema = detect_schema(f) if schema == "auto" else schema
@@ -260,14 +262,14 @@ class DemoDataset(Dataset):
         if tmp.get_sharing_strategy() != strategy:
             tmp.set_sharing_strategy(strategy)
 
-    def _demo_handles(self, d: int) -> tuple[list["_Reader"], "_Reader | None"]:
+    def _demo_handles(self, d: int) -> tuple[list[RowReader], RowReader | None]:
         h = self._handles.get(d)
         if h is None or self._pid != os.getpid():
             f = self._h5()
             demo = self.demos[d]
             fd = self._fd
-            obs = [_Reader(f[self._obs_path(demo, k)], fd) for k in self.obs_keys]
-            act = (_Reader(f[f"data/{demo}/{self.action_key}"], fd)
+            obs = [RowReader(f[self._obs_path(demo, k)], fd) for k in self.obs_keys]
+            act = (RowReader(f[f"data/{demo}/{self.action_key}"], fd)
                    if self.action_key is not None else None)
             h = self._handles[d] = (obs, act)
         return h
@@ -360,116 +362,3 @@ class DemoDataset(Dataset):
         return (f"DemoDataset({self.path!r}, schema={self.schema!r}, demos={len(self.demos)}, "
                 f"items={self._len}, seq_len={self.seq_len}, frame_stack={self.frame_stack}, "
                 f"obs_keys={self.obs_keys})")
-
-
-_H5, _CONTIG, _CHUNK = 0, 1, 2
-_PREADV = hasattr(os, "preadv")
-
-
-class _Reader:
-    """Row-range reads of one dataset.
-
-    HDF5 costs ~3.5 us of per-call overhead for a one-row read, as much as the read
-    itself for low-dim rows, and its deflate path is slower than ``zlib``. So two plain
-    layouts are read at the byte offsets HDF5 reports for them, with ``os.pread`` on a
-    separate read-only descriptor: contiguous unfiltered datasets (one read per
-    window) and datasets stored one step per chunk with at most deflate (one read per
-    step, inflated here). A reader checks its first row against h5py when built and
-    uses h5py slicing for everything else: other filters or chunk shapes, external
-    or virtual storage, unwritten chunks (fill values), non-native byte order.
-    """
-
-    __slots__ = ("ds", "fd", "dtype", "row_shape", "row_bytes", "mode", "offset",
-                 "chunks", "deflate")
-
-    def __init__(self, ds: h5py.Dataset, fd: int | None) -> None:
-        self.ds = ds
-        self.fd = fd
-        self.dtype = ds.dtype
-        self.row_shape = tuple(ds.shape[1:])
-        self.row_bytes = int(np.prod(self.row_shape, dtype=np.int64)) * ds.dtype.itemsize
-        self.mode = _H5
-        self.offset = 0
-        self.chunks: list[tuple[int, int] | None] = []
-        self.deflate = False
-        if fd is None or ds.ndim < 1 or ds.shape[0] == 0 or self.row_bytes == 0:
-            return
-        if not self.dtype.isnative or self.dtype.kind not in "biuf":
-            return
-        try:
-            self._plan()
-        except Exception:  # noqa: BLE001  (any surprise: the plain h5py path)
-            self.mode = _H5
-
-    def _plan(self) -> None:
-        ds = self.ds
-        plist = ds.id.get_create_plist()
-        if plist.get_external_count():
-            return
-        layout = plist.get_layout()
-        filters = [plist.get_filter(k)[0] for k in range(plist.get_nfilters())]
-        if layout == h5py.h5d.CONTIGUOUS and not filters:
-            offset = ds.id.get_offset()
-            if offset is None:
-                return  # storage never allocated: h5py returns the fill value
-            self.offset, self.mode = int(offset), _CONTIG
-        elif (layout == h5py.h5d.CHUNKED and ds.chunks[0] == 1
-              and tuple(ds.chunks[1:]) == self.row_shape
-              and filters in ([], [h5py.h5z.FILTER_DEFLATE])):
-            table: list[tuple[int, int] | None] = [None] * ds.shape[0]
-
-            def visit(info) -> None:
-                step = info.chunk_offset[0]
-                if info.filter_mask == 0 and 0 <= step < len(table):
-                    table[step] = (int(info.byte_offset), int(info.size))
-
-            ds.id.chunk_iter(visit)
-            self.chunks, self.deflate, self.mode = table, bool(filters), _CHUNK
-        else:
-            return
-        first = 0 if self.mode == _CONTIG else next(
-            (k for k, c in enumerate(self.chunks) if c is not None), None)
-        if first is None:
-            self.mode = _H5
-            return
-        got = self._fast(first, first + 1)
-        if got is None or got.tobytes() != ds[first:first + 1].tobytes():
-            self.mode = _H5  # offsets not what this code assumes: never trust them
-
-    def _fast(self, lo: int, hi: int) -> np.ndarray | None:
-        out = np.empty((hi - lo,) + self.row_shape, dtype=self.dtype)
-        if self.mode == _CONTIG:
-            n = (hi - lo) * self.row_bytes
-            at = self.offset + lo * self.row_bytes
-            if _PREADV:
-                return out if os.preadv(self.fd, [out], at) == n else None
-            raw = os.pread(self.fd, n, at)
-            if len(raw) != n:
-                return None
-            out.reshape(-1).view(np.uint8)[:] = np.frombuffer(raw, dtype=np.uint8)
-            return out
-        for j in range(hi - lo):
-            where = self.chunks[lo + j]
-            if where is None:
-                return None
-            raw = os.pread(self.fd, where[1], where[0])
-            if self.deflate:
-                raw = zlib.decompress(raw, bufsize=self.row_bytes)  # exact size: no regrowth
-            if len(raw) != self.row_bytes:
-                return None
-            out[j] = np.frombuffer(raw, dtype=self.dtype).reshape(self.row_shape)
-        return out
-
-    def read(self, lo: int, hi: int) -> np.ndarray:
-        """Rows ``lo:hi`` (``lo < hi``) as a writable, native-order array."""
-        if self.mode != _H5:
-            try:
-                arr = self._fast(lo, hi)
-            except (OSError, zlib.error):
-                arr = None
-            if arr is not None:
-                return arr
-        arr = self.ds[lo:hi]
-        if not arr.dtype.isnative:
-            arr = arr.astype(arr.dtype.newbyteorder("="))  # torch takes native order only
-        return arr

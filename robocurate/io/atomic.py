@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -28,12 +29,37 @@ def atomic_open(path: str | os.PathLike, *, sync_dir: bool = False):
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     if sync_dir:
         fsync_dir(path.parent)
+
+
+_BACKGROUND_RELEASE_BYTES = 16 << 20
+
+
+def replace(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """``os.replace``, with a big replaced file's blocks freed on a thread.
+
+    The blocks of the file a rename replaces are freed when its last reference goes,
+    inside the rename: on ext4 ~0.2 s for a 150 MB ``.pt``, ~1 s per GB with the
+    ``discard`` mount option. Holding a descriptor on the old file moves that cost to a
+    thread that closes it.
+    """
+    old_fd = None
+    try:
+        if os.stat(dst).st_size >= _BACKGROUND_RELEASE_BYTES:
+            old_fd = os.open(dst, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        pass
+    try:
+        os.replace(src, dst)
+    finally:
+        if old_fd is not None:
+            threading.Thread(target=os.close, args=(old_fd,), name="release-replaced",
+                             daemon=True).start()
 
 
 def fsync_dir(directory: str | os.PathLike) -> None:

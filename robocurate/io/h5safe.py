@@ -29,7 +29,6 @@ import errno
 import os
 import posixpath
 import stat
-import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -37,6 +36,8 @@ from typing import Any, Callable, Iterable, Iterator
 import h5py
 import numpy as np
 import xxhash
+
+from robocurate.io import atomic
 
 try:
     import fcntl
@@ -197,7 +198,7 @@ class H5Addition:
             self._check_tmp_is_ours()
             # Still under our lock, so no other run can have swapped the
             # file at this path since the check above.
-            _replace_releasing_in_background(self._tmp, self._real)
+            atomic.replace(self._tmp, self._real)
             self._tmp_created = False
             self._release_tmp_fd()
             _fsync_dir(self._real.parent)
@@ -697,21 +698,6 @@ def _copy_ownership_and_mode(src: Path, fd: int) -> None:
                 # Only root may give files away; keep our ownership then.
                 pass
     os.fchmod(fd, stat.S_IMODE(st.st_mode))
-
-
-def _replace_releasing_in_background(src: Path, dst: Path) -> None:
-    # Freeing the replaced file's blocks happens when its last reference
-    # goes; on ext4 mounted with "discard" that is a synchronous TRIM costing
-    # about 1 s per GB. Holding a descriptor moves that cost to a thread.
-    try:
-        old_fd = os.open(dst, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except OSError:
-        old_fd = None
-    try:
-        os.replace(src, dst)
-    finally:
-        if old_fd is not None:
-            threading.Thread(target=os.close, args=(old_fd,), name="h5safe-release", daemon=True).start()
 
 
 def _fsync_fd(fd: int) -> None:

@@ -35,7 +35,7 @@ import h5py
 import hdf5plugin  # noqa: F401  (registers BLOSC & co. so sources can be read)
 import numpy as np
 
-from robocurate.io import h5safe
+from robocurate.io import atomic, h5safe
 from robocurate.io.h5safe import H5BusyError, H5VerificationError, temp_path_for
 
 __all__ = ["compress_file", "H5VerificationError"]
@@ -97,7 +97,7 @@ def compress_file(path: str | os.PathLike[str], level: int = 4, workers: int = 2
         if not h5safe._path_is_fd(tmp, fd):
             raise H5BusyError(f"{given}: temp file {tmp} was replaced by another process")
         bytes_after = os.fstat(fd).st_size
-        h5safe._replace_releasing_in_background(tmp, real)
+        atomic.replace(tmp, real)
         created = False
         h5safe._fsync_dir(real.parent)
     except BaseException:

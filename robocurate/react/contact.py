@@ -31,18 +31,17 @@ in **H5 camera-frame coordinates** like ``build_episodes_from_h5`` (``ref_p01_id
 index in the ``.pt`` + ``trim_offset``). With ``gelsight_lag`` N the GelSight row that
 holds a camera frame's tactile image is that index + N (``gelsight_lag_frames``).
 
-Streaming. Frames are read from h5py in slices of ``chunk_frames`` along axis 0, aligned
-to the dataset's chunking, once, by a reader thread that runs ahead of the consumer, into
-a few recycled buffers (``read_direct``: no fresh 60 MB allocation to page-fault per
-slice, 17 % off the read time). h5py lets go of the GIL inside HDF5 but must win it
-back after every call, so a thread busy in Python would slow the reader; the consumers'
-work runs outside the GIL: each slice is one pool task that thumbnails it (``thumbs``: a
-compiled kernel) and computes the first-pass intensity against ``ref_first`` for tactile
-slices in torch. Only thumbnails are kept
-(49 kB per stream and frame); above ``spill_bytes`` they live in memory-mapped scratch
-files next to the output, so resident memory is bounded by a few full-resolution slices
-whatever the episode length. The second pass (metrics against the p01 reference) runs
-over the tactile thumbnails in batches on ``device``.
+Streaming. Each stream is cut into slices of ``chunk_frames`` frames along axis 0,
+aligned to the dataset's chunking, and each slice is one pool task that reads it into a
+recycled buffer, thumbnails it (``thumbs``: a compiled kernel) and, for tactile slices,
+computes the first-pass intensity against ``ref_first`` in torch. Reading goes through
+``io.h5rows``: chunks are read at the file offsets HDF5 reports and decoded on the task's
+thread (c-blosc, zlib), so decoding runs on every core instead of queueing behind h5py's
+one lock, and every step releases the GIL. Only thumbnails are kept (49 kB per stream and
+frame); above ``spill_bytes`` they live in memory-mapped scratch files next to the
+output, so resident memory is bounded by a few full-resolution slices whatever the
+episode length. The second pass (metrics against the p01 reference) runs over the
+tactile thumbnails in batches on ``device``.
 
 Pure library: no Prefect.
 """
@@ -50,7 +49,6 @@ Pure library: no Prefect.
 from __future__ import annotations
 
 import os
-import queue
 import tempfile
 import threading
 import time
@@ -68,6 +66,7 @@ import torch
 
 from robocurate.findings import Findings
 from robocurate.io.atomic import atomic_open
+from robocurate.io.h5rows import RowReader
 from robocurate.react.layout import SIDES, cam_aligned_pose
 from robocurate.react.thumbs import THUMB, thumbnail, thumbnails_into
 
@@ -384,79 +383,27 @@ def _aligned_ranges(r0: int, r1: int, chunk_rows: int, chunk_frames: int) -> lis
     return list(zip(edges[:-1], edges[1:]))
 
 
-_DONE = object()
+_FRAMES_IN_CACHE = 4  # frames read and thumbnailed together (4 x 0.9 MB at 480x640)
 
 
-class _Reader(threading.Thread):
-    """Reads (key, rows) slices in order into a bounded queue; errors go to the queue.
+class _Buffers:
+    """Recycled frame buffers, one free list per (shape, dtype): fresh arrays cost a page
+    fault per 4 kB, and a task's buffers are reused while still in the CPU's cache."""
 
-    Slices are read into recycled buffers: a consumer hands each one back with
-    ``release`` once done with it, so the buffers of each slice shape number at most
-    ``depth`` (queued) + 1 (being read) + the slices being consumed.
-    """
+    def __init__(self) -> None:
+        self.free: dict[tuple, list[np.ndarray]] = {}
+        self.lock = threading.Lock()
 
-    def __init__(self, f: h5py.File, jobs: list[tuple[str, int, int]], depth: int):
-        super().__init__(name="contact-index-reader", daemon=True)
-        self.f, self.jobs = f, jobs
-        self.q: queue.Queue = queue.Queue(maxsize=depth)
-        self.stop = threading.Event()
-        self.free: dict[tuple, queue.SimpleQueue] = {}
-        self.free_lock = threading.Lock()
+    def get(self, shape: tuple, dtype) -> np.ndarray:
+        with self.lock:
+            free = self.free.get((shape, np.dtype(dtype).str))
+            if free:
+                return free.pop()
+        return np.empty(shape, dtype=dtype)
 
-    def _buffer(self, shape: tuple, dtype) -> np.ndarray:
-        with self.free_lock:
-            free = self.free.setdefault((shape, np.dtype(dtype).str), queue.SimpleQueue())
-        try:
-            return free.get_nowait()
-        except queue.Empty:
-            return np.empty(shape, dtype=dtype)
-
-    def release(self, frames: np.ndarray) -> None:
-        with self.free_lock:
-            self.free[(frames.shape, frames.dtype.str)].put(frames)
-
-    def _read(self, key: str, a: int, b: int) -> np.ndarray:
-        ds = self.f[_STREAMS[key]]
-        buf = self._buffer((b - a, *ds.shape[1:]), ds.dtype)
-        if b > a:
-            ds.read_direct(buf, np.s_[a:b], np.s_[0:b - a])
-        return buf
-
-    def _put(self, item) -> bool:
-        while not self.stop.is_set():
-            try:
-                self.q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def run(self) -> None:
-        job = self.jobs[0] if self.jobs else ("tactile_left", 0, 0)
-        try:
-            for job in self.jobs:
-                key, a, b = job
-                if not self._put((key, a, b, self._read(key, a, b))):
-                    return
-            self._put(_DONE)
-        except Exception as exc:  # noqa: BLE001  (handed to the consumer, which decides)
-            self._put(("error", job, exc))
-
-    def items(self):
-        while True:
-            item = self.q.get()
-            if item is _DONE:
-                return
-            if item[0] == "error":
-                _, job, exc = item
-                if isinstance(exc, (OSError, RuntimeError, KeyError, ValueError)):
-                    raise _ReadFailed(job, exc)  # HDF5 / filter errors: a data problem
-                raise exc  # anything else (MemoryError...) is not the file's fault
-            yield item
-
-    def close(self) -> None:
-        self.stop.set()
-        self.join(timeout=30)
+    def put(self, buf: np.ndarray) -> None:
+        with self.lock:
+            self.free.setdefault((buf.shape, buf.dtype.str), []).append(buf)
 
 
 class _ReadFailed(Exception):
@@ -482,9 +429,8 @@ class _Scratch:
 
 
 def _default_workers() -> int:
-    # As many thumbnail threads as cores (at most 8): when decompression is cheap (LZ4
-    # from the page cache) thumbnails need every core the reader leaves; when it is
-    # expensive (GZIP) the workers idle waiting for data instead of competing for it.
+    # As many threads as cores (at most 8): each reads, decodes and thumbnails its own
+    # slices, and every part of that releases the GIL.
     return max(1, min(8, os.cpu_count() or 1))
 
 
@@ -509,7 +455,8 @@ def index_episode(h5_path: str | os.PathLike, out_path: str | os.PathLike, *,
       side gets zero poses (its tactile frames and metrics are still written) and an
       info finding ``single_sided_recording``. A declared side without OT data fails.
     - ``chunk_frames``: frames per h5py read (rounded to whole HDF5 chunks).
-    - ``workers``: thumbnail threads (default: the CPU count, at most 8).
+    - ``workers``: threads reading, decoding and thumbnailing slices (default: the CPU
+      count, at most 8).
 
     ``_contact_meta``: ``formula_version`` "v1", ``tau`` 8.0, ``rgb_norm`` "L2",
     ``reference_strategy`` "p01", ``ref_first_{side}`` / ``ref_p01_{side}`` uint8
@@ -613,35 +560,62 @@ def _build(f: h5py.File, plan: _Plan, dev: torch.device, chunk_frames: int, work
     # Interleave the streams window by window so every stream advances together.
     jobs = [j for window in zip_longest(*per_stream) for j in window if j is not None]
 
-    pool = (stack.enter_context(ThreadPoolExecutor(workers, thread_name_prefix="thumbs"))
+    pool = (stack.enter_context(ThreadPoolExecutor(workers, thread_name_prefix="contact"))
             if workers > 1 else None)
-    reader = _Reader(f, jobs, depth=2)
+    # Frames are read at the offsets HDF5 reports and decoded on the worker threads
+    # (io.h5rows), so reading spreads over the cores instead of queueing behind h5py's
+    # one lock; layouts it does not serve are read through h5py on the same threads.
+    fd = os.dup(f.id.get_vfd_handle()) if f.driver == "sec2" else None
+    if fd is not None:
+        stack.callback(os.close, fd)
+    readers = {key: RowReader(f[name], fd) for key, name in _STREAMS.items()}
+    buffers = _Buffers()
 
-    def consume(key: str, a: int, b: int, frames: np.ndarray) -> None:
+    def consume(key: str, a: int, b: int) -> None:
+        rd = readers[key]
         i0 = a - plan.first_row(key)
         dst = thumbs[key][i0:i0 + (b - a)]
-        thumbnails_into(frames, dst, repeats=key.startswith("tactile_"))
+        # A few frames at a time, read and thumbnailed while they are still in the
+        # core's cache (a 64-frame slice read whole goes out to memory and back: 40 %
+        # slower); whole chunks each time, so no chunk is decoded twice.
+        step = rd.rows * max(1, -(-_FRAMES_IN_CACHE // rd.rows))
+        pair = [buffers.get((step, *rd.row_shape), rd.dtype) for _ in range(2)]
+        previous = None
+        try:
+            lo, n = a, 0
+            while lo < b:
+                hi = min(b, (lo // step + 1) * step)  # mini-batches end on chunk edges
+                frames = pair[n % 2][:hi - lo]
+                try:
+                    rd.read_into(lo, hi, frames)
+                except (OSError, RuntimeError, KeyError, ValueError) as exc:
+                    raise _ReadFailed((key, lo, hi), exc) from exc  # HDF5 / filter errors
+                out = dst[lo - a:hi - a]
+                thumbnails_into(frames, out, repeats=key.startswith("tactile_"),
+                                previous=previous)
+                previous = (frames[-1], out[-1])
+                lo, n = hi, n + 1
+        finally:
+            for buf in pair:
+                buffers.put(buf)
         if key.startswith("tactile_"):
             side = key.removeprefix("tactile_")
-            step = _batch_for(dev)
-            for j in range(0, len(dst), step):
-                x = torch.from_numpy(dst[j:j + step]).to(dev)
+            batch = _batch_for(dev)
+            for j in range(0, len(dst), batch):
+                x = torch.from_numpy(dst[j:j + batch]).to(dev)
                 i_first[side][i0 + j:i0 + j + len(x)] = \
                     mean_l2(x, ref_first_dev[side]).cpu().numpy()
-        reader.release(frames)
 
-    # One pool task per slice, several slices at once: no thread waits for the slowest
-    # part of a split slice, and the reader keeps running ahead (its recycled buffers
-    # bound the memory: at most ``workers`` slices are being consumed).
+    # One task per slice (read, thumbnails, first-pass metric), one more in flight than
+    # there are workers so none waits for the next; the recycled buffers bound memory.
     in_flight: deque = deque()
     try:
-        reader.start()
-        for item in reader.items():
+        for job in jobs:
             if pool is None:
-                consume(*item)
+                consume(*job)
                 continue
-            in_flight.append(pool.submit(consume, *item))
-            while len(in_flight) >= workers:
+            in_flight.append(pool.submit(consume, *job))
+            while len(in_flight) > workers:
                 in_flight.popleft().result()
         while in_flight:
             in_flight.popleft().result()
@@ -649,7 +623,6 @@ def _build(f: h5py.File, plan: _Plan, dev: torch.device, chunk_frames: int, work
         for fut in in_flight:
             fut.cancel()
         wait(in_flight)
-        reader.close()
 
     ep: dict = {}
     view_right = torch.from_numpy(thumbs["view_right"])

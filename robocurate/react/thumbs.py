@@ -116,8 +116,10 @@ def _compiled(fn):
 
 @_compiled
 def _area_frames(frames, y0, x0, s, q, u, start, count, weight, phase, mul, shift,
-                 repeats, out):  # pragma: no cover  (compiled; tested through callers)
-    """Thumbnails of frames (n, H, W*3 uint8) into out (n, 3, 128, 128)."""
+                 repeats, prev_frame, prev_thumb, out):  # pragma: no cover  (compiled)
+    """Thumbnails of frames (n, H, W*3 uint8) into out (n, 3, 128, 128). With
+    ``repeats``, frame 0 is compared with ``prev_frame`` (H, W*3) whose thumbnail is
+    ``prev_thumb`` (3, 128, 128); an empty ``prev_frame`` means there is none."""
     d = out.shape[2]
     width = s * 3
     groups = s // q
@@ -129,13 +131,14 @@ def _area_frames(frames, y0, x0, s, q, u, start, count, weight, phase, mul, shif
     horiz = np.empty((u, gc), np.uint16)
     rounded = np.empty((u, gc), np.uint8)
     for i in range(frames.shape[0]):
-        if repeats and i > 0:
+        if repeats and (i > 0 or prev_frame.shape[0] > 0):
+            earlier = frames[i - 1] if i > 0 else prev_frame
             # Only the crop decides the thumbnail. A whole row is OR-reduced before the
             # test, which compiles to vector code (an early exit per byte would not).
             same = True
             for r in range(y0, y0 + s):
                 now = frames[i, r, x0 * 3:x0 * 3 + width]
-                before = frames[i - 1, r, x0 * 3:x0 * 3 + width]
+                before = earlier[r, x0 * 3:x0 * 3 + width]
                 diff = np.uint8(0)
                 for j in range(width):
                     diff |= now[j] ^ before[j]
@@ -143,7 +146,7 @@ def _area_frames(frames, y0, x0, s, q, u, start, count, weight, phase, mul, shif
                     same = False
                     break
             if same:
-                out[i] = out[i - 1]
+                out[i] = out[i - 1] if i > 0 else prev_thumb
                 continue
         frame = frames[i]
         for oy in range(d):
@@ -185,23 +188,28 @@ def _area_frames(frames, y0, x0, s, q, u, start, count, weight, phase, mul, shif
                     out[i, 2, oy, ox] = rounded[p, g * 3 + 2]
 
 
-def _cv2_frames(frames: np.ndarray, out: np.ndarray, repeats: bool) -> None:
+def _cv2_frames(frames: np.ndarray, out: np.ndarray, repeats: bool,
+                previous: tuple[np.ndarray, np.ndarray] | None) -> None:
     for i in range(len(frames)):
-        if repeats and i > 0 and np.array_equal(centre_crop(frames[i]),
-                                               centre_crop(frames[i - 1])):
-            out[i] = out[i - 1]  # same bytes, same thumbnail
+        before = frames[i - 1] if i > 0 else previous[0] if previous is not None else None
+        if repeats and before is not None and np.array_equal(centre_crop(frames[i]),
+                                                             centre_crop(before)):
+            out[i] = out[i - 1] if i > 0 else previous[1]  # same bytes, same thumbnail
             continue
         out[i] = cv2.resize(centre_crop(frames[i]), (THUMB, THUMB),
                             interpolation=cv2.INTER_AREA).transpose(2, 0, 1)
 
 
-def thumbnails_into(frames: np.ndarray, out: np.ndarray, repeats: bool = False) -> None:
+def thumbnails_into(frames: np.ndarray, out: np.ndarray, repeats: bool = False,
+                    previous: tuple[np.ndarray, np.ndarray] | None = None) -> None:
     """Thumbnail ``frames`` (n, H, W, 3) into ``out`` (n, 3, 128, 128) uint8.
 
     ``repeats``: a frame whose crop is byte-identical to the frame before reuses its
     thumbnail. Legacy GelSight streams are ~72 % repeated rows (the sensor delivered
-    ~8 fps into 30 Hz rows, reference 1.1). The GIL is released throughout (on the
-    integer path), so callers run slices on several threads.
+    ~8 fps into 30 Hz rows, reference 1.1). ``previous``: the frame before ``frames[0]``
+    and its thumbnail, for callers that thumbnail a stream a few frames at a time. The
+    GIL is released throughout (on the integer path), so callers run slices on several
+    threads.
     """
     n = len(frames)
     if out.shape != (n, 3, THUMB, THUMB) or out.dtype != np.uint8:
@@ -211,12 +219,18 @@ def thumbnails_into(frames: np.ndarray, out: np.ndarray, repeats: bool = False) 
     plan = (exact_plan(h, w) if frames.dtype == np.uint8 and frames.ndim == 4
             and frames.shape[3] == 3 else None)
     if plan is None:
-        _cv2_frames(frames, out, repeats)
+        _cv2_frames(frames, out, repeats, previous)
         return
     rows = np.ascontiguousarray(frames).reshape(n, h, w * 3)
+    if previous is not None and previous[0].shape == frames.shape[1:]:
+        prev_frame = np.ascontiguousarray(previous[0]).reshape(h, w * 3)
+        prev_thumb = np.ascontiguousarray(previous[1])
+    else:
+        prev_frame = np.empty((0, w * 3), np.uint8)
+        prev_thumb = np.empty((3, THUMB, THUMB), np.uint8)
     _area_frames(rows, plan.y0, plan.x0, plan.side, plan.q, plan.u, plan.start,
                  plan.count, plan.weight, plan.phase, np.uint32(plan.mul),
-                 np.uint32(plan.shift), repeats, np.asarray(out))
+                 np.uint32(plan.shift), repeats, prev_frame, prev_thumb, np.asarray(out))
 
 
 def thumbnail(frame: np.ndarray) -> np.ndarray:

@@ -262,9 +262,9 @@ def test_real_isaaclab_file():
 
 
 def test_chunk_layouts_read_the_same_as_h5py(tmp_path):
-    """The raw-chunk fast path must agree with h5py for every layout, and fall back
-    where it cannot serve (other filters, multi-step chunks, unwritten chunks)."""
-    from robocurate.demos.loader import _CHUNK, _CONTIG, _H5, _Reader
+    """The loader's reads (io.h5rows) agree with h5py for every layout, fill values and
+    non-native byte order included."""
+    from robocurate.io.h5rows import RowReader
 
     path = tmp_path / "layouts.hdf5"
     rng = np.random.default_rng(3)
@@ -291,13 +291,14 @@ def test_chunk_layouts_read_the_same_as_h5py(tmp_path):
     fd = os.open(path, os.O_RDONLY)
     try:
         with h5py.File(path, "r") as f:
-            modes = {k: _Reader(f[f"data/demo_0/obs/{k}"], fd).mode for k in f["data/demo_0/obs"]}
-            assert _Reader(f["data/demo_0/obs/gzip_1"], None).mode == _H5  # no descriptor
+            modes = {k: RowReader(f[f"data/demo_0/obs/{k}"], fd).mode
+                     for k in f["data/demo_0/obs"]}
+            assert RowReader(f["data/demo_0/obs/gzip_1"], None).mode == "h5py"  # no fd
     finally:
         os.close(fd)
-    assert modes == {"gzip_1": _CHUNK, "raw_1": _CHUNK, "shuffle_gzip_1": _H5, "gzip_4": _H5,
-                     "contiguous": _CONTIG, "big_endian": _H5, "sparse": _CHUNK,
-                     "nan_first": _CONTIG, "unwritten": _H5}
+    assert modes == {"gzip_1": "chunked", "raw_1": "chunked", "shuffle_gzip_1": "chunked",
+                     "gzip_4": "chunked", "contiguous": "contiguous", "big_endian": "h5py",
+                     "sparse": "chunked", "nan_first": "contiguous", "unwritten": "h5py"}
     ds = DemoDataset(path, seq_len=3, frame_stack=2)
     with h5py.File(path, "r") as f:
         full = {k: f[f"data/demo_0/obs/{k}"][()] for k in ds.obs_keys}

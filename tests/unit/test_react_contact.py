@@ -205,21 +205,26 @@ def test_thumbnails_at_a_real_sensor_size_match_cv2_through_recycled_buffers(tmp
             assert np.array_equal(ep[key].numpy(), want), key
 
 
-def test_reader_recycles_a_bounded_set_of_buffers(tmp_path):
-    from robocurate.react.contact import _STREAMS, _Reader
+def test_slices_recycle_a_bounded_set_of_buffers(tmp_path, monkeypatch):
+    from robocurate.react import contact
 
+    handed = []
+
+    class Counting(contact._Buffers):
+        def get(self, shape, dtype):
+            buf = super().get(shape, dtype)
+            handed.append((shape, id(buf)))
+            return buf
+
+    monkeypatch.setattr(contact, "_Buffers", Counting)
     h5 = write_episode(tmp_path / "e.h5", T=40, H=48, W=64)
-    with h5py.File(h5) as f:
-        jobs = [("view_right", a, min(a + 4, 40)) for a in range(0, 40, 4)]
-        reader = _Reader(f, jobs, depth=1)
-        reader.start()
-        seen = set()
-        for key, a, b, frames in reader.items():
-            assert np.array_equal(frames, f[_STREAMS[key]][a:b])
-            seen.add(id(frames))
-            reader.release(frames)
-        reader.close()
-    assert len(seen) <= 3  # 1 queued + 1 being read + 1 being consumed
+    assert index_episode(h5, tmp_path / "e.pt", device="cpu", chunk_frames=8,
+                         workers=2)["status"] == "indexed"
+    per_shape: dict = {}
+    for shape, ident in handed:
+        per_shape.setdefault(shape, set()).add(ident)
+    assert len(handed) == 50  # 5 streams x 5 slices, a pair of buffers each
+    assert max(len(ids) for ids in per_shape.values()) <= 4  # a pair per running worker
 
 
 def test_repeated_rows_reuse_the_thumbnail_of_the_row_before():
@@ -234,6 +239,27 @@ def test_repeated_rows_reuse_the_thumbnail_of_the_row_before():
         got = np.zeros_like(want[a:b])
         thumbnails_into(frames[a:b], got, repeats=True)
         assert np.array_equal(got, want[a:b]), (a, b)
+
+
+@pytest.mark.parametrize("size", [(48, 64), (240, 320)])  # cv2 path, integer kernel
+def test_repeats_carry_across_pieces_through_previous(size):
+    """A stream thumbnailed a few frames at a time (contact indexing) keeps the repeat
+    test across the cuts: ``previous`` is the frame before the piece and its thumbnail."""
+    rng = np.random.default_rng(5)
+    distinct = rng.integers(0, 256, (4, *size, 3), dtype=np.uint8)
+    frames = distinct[[0, 0, 1, 1, 1, 2, 3, 3]]
+    want = np.stack([thumbnail(f) for f in frames])
+    got = np.zeros_like(want)
+    previous = None
+    for a, b in ((0, 1), (1, 3), (3, 4), (4, 7), (7, 8)):
+        thumbnails_into(frames[a:b], got[a:b], repeats=True, previous=previous)
+        previous = (frames[b - 1], got[b - 1])
+    assert np.array_equal(got, want)
+    # The repeat is taken from ``previous``, not recomputed: a marked thumbnail shows it.
+    marked = np.full((3, 128, 128), 7, np.uint8)
+    out = np.zeros((2, 3, 128, 128), np.uint8)
+    thumbnails_into(frames[3:5], out, repeats=True, previous=(frames[2], marked))
+    assert (out == 7).all()
 
 
 # --------------------------------------------------------------------------- metrics
@@ -333,6 +359,37 @@ def test_trim_when_ot_starts_late(tmp_path):
     # ref_p01_idx is in H5 camera-frame coordinates (pt index + trim_offset).
     i_first = np_metrics(ep["tactile_left"].numpy(), meta["ref_first_left"].numpy())[0]
     assert meta["ref_p01_idx_left"] == pick_p01_reference(i_first) + 8
+
+
+def test_trimmed_lagged_multi_row_chunks_thumbnail_every_kept_frame(tmp_path):
+    """Slices start mid-chunk (trim 8, lag 1) and are read a few whole chunks at a time;
+    held GelSight rows reuse thumbnails across those cuts: every kept frame must still
+    be the per-frame cv2 recipe."""
+    T, H, W = 41, 240, 320
+    ts = T0 + np.arange(T) / FPS
+    rng = np.random.default_rng(8)
+    held = _gel_frames(T, H, W, rng, press=(15, 16, 22))[np.arange(T) // 3 * 3]
+
+    def rechunk(f):
+        for name in ("gelsight/left/frames", "realsense/cam2/color"):
+            data = f[name][()]
+            del f[name]
+            f.create_dataset(name, data=data, chunks=(3, H, W, 3), **_blosc())
+
+    h5 = write_episode(tmp_path / "e.h5", T=T, H=H, W=W, gel_left=held, mutate=rechunk,
+                       ot_start={"left": ts[7] + 0.001})
+    out = tmp_path / "e.pt"
+    m = index_episode(h5, out, device="cpu", chunk_frames=7, workers=2, gelsight_lag=1)
+    assert m["status"] == "indexed" and m["trim_offset"] == 8
+    ep = load(out)
+    with h5py.File(h5) as f:
+        for key, name, first in (("tactile_left", "gelsight/left/frames", 9),
+                                 ("view_middle", "realsense/cam2/color", 8)):
+            frames = f[name][first:first + m["kept"]]
+            want = np.stack([cv2.resize(fr[:, 40:280], (128, 128),
+                                        interpolation=cv2.INTER_AREA).transpose(2, 0, 1)
+                             for fr in frames])
+            assert np.array_equal(ep[key].numpy(), want), key
 
 
 def test_inactive_side_gets_zero_poses_and_an_info_finding(tmp_path):
