@@ -32,15 +32,16 @@ index in the ``.pt`` + ``trim_offset``). With ``gelsight_lag`` N the GelSight ro
 holds a camera frame's tactile image is that index + N (``gelsight_lag_frames``).
 
 Streaming. Each stream is cut into slices of ``chunk_frames`` frames along axis 0,
-aligned to the dataset's chunking, and each slice is one pool task that reads it into a
-recycled buffer, thumbnails it (``thumbs``: a compiled kernel) and, for tactile slices,
-computes the first-pass intensity against ``ref_first`` in torch. Reading goes through
-``io.h5rows``: chunks are read at the file offsets HDF5 reports and decoded on the task's
-thread (c-blosc, zlib), so decoding runs on every core instead of queueing behind h5py's
-one lock, and every step releases the GIL. Only thumbnails are kept (49 kB per stream and
-frame); above ``spill_bytes`` they live in memory-mapped scratch files next to the
-output, so resident memory is bounded by a few full-resolution slices whatever the
-episode length. The second pass (metrics against the p01 reference) runs over the
+aligned to the dataset's chunking, and each slice is one pool task that reads it a few
+frames (whole chunks) at a time into two recycled buffers, thumbnails them while they are
+in cache (``thumbs``: a compiled kernel) and, for tactile slices, computes the first-pass
+intensity against ``ref_first`` in torch. Reading goes through ``io.h5rows``: chunks are
+read at the file offsets HDF5 reports and decoded on the task's thread (c-blosc, zlib),
+so decoding runs on every core instead of queueing behind h5py's one lock, and every
+step releases the GIL. Only thumbnails are kept (49 kB per stream and frame); above
+``spill_bytes`` they live in memory-mapped scratch files next to the output, so resident
+memory is bounded by a few full-resolution frames per worker (a few chunks, where chunks
+hold many frames) whatever the episode length. The second pass (metrics against the p01 reference) runs over the
 tactile thumbnails in batches on ``device``.
 
 Pure library: no Prefect.
@@ -454,7 +455,7 @@ def index_episode(h5_path: str | os.PathLike, out_path: str | os.PathLike, *,
     - ``active_sensors``: default = sides with a non-empty OptiTrack stream. An inactive
       side gets zero poses (its tactile frames and metrics are still written) and an
       info finding ``single_sided_recording``. A declared side without OT data fails.
-    - ``chunk_frames``: frames per h5py read (rounded to whole HDF5 chunks).
+    - ``chunk_frames``: frames per task (rounded to whole HDF5 chunks).
     - ``workers``: threads reading, decoding and thumbnailing slices (default: the CPU
       count, at most 8).
 
@@ -560,14 +561,15 @@ def _build(f: h5py.File, plan: _Plan, dev: torch.device, chunk_frames: int, work
     # Interleave the streams window by window so every stream advances together.
     jobs = [j for window in zip_longest(*per_stream) for j in window if j is not None]
 
-    pool = (stack.enter_context(ThreadPoolExecutor(workers, thread_name_prefix="contact"))
-            if workers > 1 else None)
     # Frames are read at the offsets HDF5 reports and decoded on the worker threads
     # (io.h5rows), so reading spreads over the cores instead of queueing behind h5py's
     # one lock; layouts it does not serve are read through h5py on the same threads.
+    # The descriptor is h5py's own, duplicated: the file HDF5 indexed, not a namesake.
     fd = os.dup(f.id.get_vfd_handle()) if f.driver == "sec2" else None
     if fd is not None:
-        stack.callback(os.close, fd)
+        stack.callback(os.close, fd)  # after the pool below has stopped (LIFO)
+    pool = (stack.enter_context(ThreadPoolExecutor(workers, thread_name_prefix="contact"))
+            if workers > 1 else None)
     readers = {key: RowReader(f[name], fd) for key, name in _STREAMS.items()}
     buffers = _Buffers()
 
