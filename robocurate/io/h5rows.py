@@ -73,7 +73,8 @@ class RowReader:
 
     ``fd``: a read-only descriptor of the dataset's file (the caller owns it), or None
     for h5py-only reads. ``mode`` tells which path serves it: ``"contiguous"``,
-    ``"chunked"`` or ``"h5py"``.
+    ``"chunked"`` or ``"h5py"``. The chunk index is read once, when the reader is built:
+    build readers over files that are not being written.
     """
 
     __slots__ = ("ds", "fd", "dtype", "row_shape", "row_bytes", "mode", "offset", "rows",
@@ -165,10 +166,7 @@ class RowReader:
                 arr = arr.astype(arr.dtype.newbyteorder("="))  # torch takes native order only
             return arr
         out = np.empty((hi - lo,) + self.row_shape, self.dtype)
-        try:
-            self._fast(lo, hi, out)
-        except (_Fallback, OSError, zlib.error, ValueError):
-            self.ds.read_direct(out, np.s_[lo:hi], np.s_[0:hi - lo])
+        self.read_into(lo, hi, out)
         return out
 
     def read_into(self, lo: int, hi: int, out: np.ndarray) -> None:
