@@ -38,7 +38,7 @@ from functools import lru_cache
 import h5py
 import numpy as np
 
-__all__ = ["RowReader"]
+__all__ = ["RowReader", "unshuffle"]
 
 _FILTER_DEFLATE, _FILTER_SHUFFLE, _FILTER_BLOSC = 1, 2, 32001
 _H5, _CONTIG, _CHUNK = "h5py", "contiguous", "chunked"
@@ -88,7 +88,7 @@ class RowReader:
         self.row_bytes = int(np.prod(self.row_shape, dtype=np.int64)) * ds.dtype.itemsize
         self.mode = _H5
         self.offset = 0
-        self.rows = 1
+        self.rows = int(ds.chunks[0]) if ds.chunks and ds.ndim else 1  # rows per chunk
         self.table: list[tuple[int, int, int]] = []  # per chunk: offset (-1: unwritten), size, mask
         self.filters: list[tuple[int, tuple[int, ...]]] = []
         self._all: list[int] = []
@@ -129,7 +129,6 @@ class RowReader:
                 return
             if _FILTER_BLOSC in codes and _blosc_decompress() is None:
                 return
-            self.rows = int(ds.chunks[0])
             n_chunks = -(-ds.shape[0] // self.rows)
             table = [(-1, 0, 0)] * n_chunks
 
@@ -225,7 +224,7 @@ class RowReader:
             elif code == _FILTER_DEFLATE:
                 data = zlib.decompress(data, bufsize=dst.nbytes)  # exact size: no regrowth
             else:
-                data = _unshuffle(data, values[0] if values else self.dtype.itemsize)
+                data = unshuffle(data, values[0] if values else self.dtype.itemsize)
         if data is not dst:
             src = np.frombuffer(data, np.uint8)
             if src.size != dst.nbytes:
@@ -253,8 +252,9 @@ def _unblosc(data, dst: np.ndarray | None, nbytes: int):
     return out
 
 
-def _unshuffle(data, elem: int):
-    """HDF5's shuffle filter undone: byte planes back to interleaved elements."""
+def unshuffle(data, elem: int) -> np.ndarray:
+    """HDF5's shuffle filter undone: byte planes back to interleaved ``elem``-byte
+    elements (uint8 array)."""
     src = np.frombuffer(data, np.uint8)
     if elem <= 1 or src.size <= elem:
         return src

@@ -36,6 +36,7 @@ import hdf5plugin  # noqa: F401  (registers BLOSC & co. so sources can be read)
 import numpy as np
 
 from robocurate.io import atomic, h5safe
+from robocurate.io.h5rows import unshuffle
 from robocurate.io.h5safe import H5BusyError, H5VerificationError, temp_path_for
 
 __all__ = ["compress_file", "H5VerificationError"]
@@ -350,9 +351,7 @@ def _chunk_decodes_to(raw: bytes, block: np.ndarray, chunks: tuple[int, ...], it
         return False
     if data.size != int(np.prod(chunks)) * itemsize:
         return False
-    if itemsize > 1 and data.size > itemsize:
-        data = np.ascontiguousarray(data.reshape(itemsize, -1).T)
-    full = data.view(block.dtype).reshape(chunks)
+    full = unshuffle(data, itemsize).view(block.dtype).reshape(chunks)
     region = full[tuple(slice(0, s) for s in block.shape)]
     return np.ascontiguousarray(region).tobytes() == np.ascontiguousarray(block).tobytes()
 

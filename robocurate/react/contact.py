@@ -41,8 +41,8 @@ so decoding runs on every core instead of queueing behind h5py's one lock, and e
 step releases the GIL. Only thumbnails are kept (49 kB per stream and frame); above
 ``spill_bytes`` they live in memory-mapped scratch files next to the output, so resident
 memory is bounded by a few full-resolution frames per worker (a few chunks, where chunks
-hold many frames) whatever the episode length. The second pass (metrics against the p01 reference) runs over the
-tactile thumbnails in batches on ``device``.
+hold many frames) whatever the episode length. The second pass (metrics against the p01
+reference) runs over the tactile thumbnails in batches on ``device``.
 
 Pure library: no Prefect.
 """
@@ -375,10 +375,15 @@ def _check_poses(path: str, side: str, stream: tuple[np.ndarray, np.ndarray],
 # =========================================================================== streaming
 
 
+def _step(chunk_rows: int, frames: int) -> int:
+    """About ``frames`` rows, a whole number (at least one) of HDF5 chunks."""
+    return max(1, frames // chunk_rows) * chunk_rows
+
+
 def _aligned_ranges(r0: int, r1: int, chunk_rows: int, chunk_frames: int) -> list[tuple]:
-    """Split rows [r0, r1) at multiples of a step that is a whole number of HDF5 chunks,
-    so every chunk is decompressed exactly once."""
-    step = max(1, chunk_frames // chunk_rows) * chunk_rows
+    """Split rows [r0, r1) at multiples of ``_step``, so every chunk is decompressed
+    exactly once."""
+    step = _step(chunk_rows, chunk_frames)
     cuts = list(range((r0 // step + 1) * step, r1, step))
     edges = [r0, *cuts, r1]
     return list(zip(edges[:-1], edges[1:]))
@@ -515,7 +520,7 @@ def index_episode(h5_path: str | os.PathLike, out_path: str | os.PathLike, *,
         with ExitStack() as stack:
             if dev.type == "cpu":
                 # Small batched ops on thumbnails: one intra-op thread is fastest, and the
-                # other cores are busy reading (h5py) and thumbnailing.
+                # other cores are busy reading, decoding and thumbnailing.
                 stack.callback(torch.set_num_threads, torch.get_num_threads())
                 torch.set_num_threads(1)
             try:
@@ -551,16 +556,6 @@ def _build(f: h5py.File, plan: _Plan, dev: torch.device, chunk_frames: int, work
     ref_first_dev = {s: torch.from_numpy(ref_first[s]).to(dev) for s in SIDES}
     i_first = {s: np.empty(kept, dtype=np.float32) for s in SIDES}
 
-    per_stream = []
-    for key, name in _STREAMS.items():
-        ds = f[name]
-        rows = ds.chunks[0] if ds.chunks else 1
-        r0 = plan.first_row(key)
-        per_stream.append([(key, a, b)
-                           for a, b in _aligned_ranges(r0, r0 + kept, rows, chunk_frames)])
-    # Interleave the streams window by window so every stream advances together.
-    jobs = [j for window in zip_longest(*per_stream) for j in window if j is not None]
-
     # Frames are read at the offsets HDF5 reports and decoded on the worker threads
     # (io.h5rows), so reading spreads over the cores instead of queueing behind h5py's
     # one lock; layouts it does not serve are read through h5py on the same threads.
@@ -568,9 +563,17 @@ def _build(f: h5py.File, plan: _Plan, dev: torch.device, chunk_frames: int, work
     fd = os.dup(f.id.get_vfd_handle()) if f.driver == "sec2" else None
     if fd is not None:
         stack.callback(os.close, fd)  # after the pool below has stopped (LIFO)
+    readers = {key: RowReader(f[name], fd) for key, name in _STREAMS.items()}
+    per_stream = []
+    for key, rd in readers.items():
+        r0 = plan.first_row(key)
+        per_stream.append([(key, a, b)
+                           for a, b in _aligned_ranges(r0, r0 + kept, rd.rows, chunk_frames)])
+    # Interleave the streams window by window so every stream advances together.
+    jobs = [j for window in zip_longest(*per_stream) for j in window if j is not None]
+
     pool = (stack.enter_context(ThreadPoolExecutor(workers, thread_name_prefix="contact"))
             if workers > 1 else None)
-    readers = {key: RowReader(f[name], fd) for key, name in _STREAMS.items()}
     buffers = _Buffers()
 
     def consume(key: str, a: int, b: int) -> None:
@@ -580,13 +583,11 @@ def _build(f: h5py.File, plan: _Plan, dev: torch.device, chunk_frames: int, work
         # A few frames at a time, read and thumbnailed while they are still in the
         # core's cache (a 64-frame slice read whole goes out to memory and back: 40 %
         # slower); whole chunks each time, so no chunk is decoded twice.
-        step = rd.rows * max(1, -(-_FRAMES_IN_CACHE // rd.rows))
+        step = _step(rd.rows, _FRAMES_IN_CACHE)
         pair = [buffers.get((step, *rd.row_shape), rd.dtype) for _ in range(2)]
         previous = None
         try:
-            lo, n = a, 0
-            while lo < b:
-                hi = min(b, (lo // step + 1) * step)  # mini-batches end on chunk edges
+            for n, (lo, hi) in enumerate(_aligned_ranges(a, b, rd.rows, step)):
                 frames = pair[n % 2][:hi - lo]
                 try:
                     rd.read_into(lo, hi, frames)
@@ -596,7 +597,6 @@ def _build(f: h5py.File, plan: _Plan, dev: torch.device, chunk_frames: int, work
                 thumbnails_into(frames, out, repeats=key.startswith("tactile_"),
                                 previous=previous)
                 previous = (frames[-1], out[-1])
-                lo, n = hi, n + 1
         finally:
             for buf in pair:
                 buffers.put(buf)

@@ -25,7 +25,6 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-import cv2
 import h5py
 import hdf5plugin  # noqa: F401  (registers the BLOSC filter raw recordings use)
 import numpy as np

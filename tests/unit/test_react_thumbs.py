@@ -78,6 +78,27 @@ def test_strided_input_and_slices_with_repeats():
     assert np.array_equal(thumbnail(frames[2]), want[2])
 
 
+@pytest.mark.parametrize("size", [(48, 64), (240, 320)])  # cv2 path, integer kernel
+def test_repeats_carry_across_pieces_through_previous(size):
+    """A stream thumbnailed a few frames at a time (contact indexing) keeps the repeat
+    test across the cuts: ``previous`` is the frame before the piece and its thumbnail."""
+    rng = np.random.default_rng(5)
+    distinct = rng.integers(0, 256, (4, *size, 3), dtype=np.uint8)
+    frames = distinct[[0, 0, 1, 1, 1, 2, 3, 3]]
+    want = np.stack([thumbnail(f) for f in frames])
+    got = np.zeros_like(want)
+    previous = None
+    for a, b in ((0, 1), (1, 3), (3, 4), (4, 7), (7, 8)):
+        thumbnails_into(frames[a:b], got[a:b], repeats=True, previous=previous)
+        previous = (frames[b - 1], got[b - 1])
+    assert np.array_equal(got, want)
+    # The repeat is taken from ``previous``, not recomputed: a marked thumbnail shows it.
+    marked = np.full((3, 128, 128), 7, np.uint8)
+    out = np.zeros((2, 3, 128, 128), np.uint8)
+    thumbnails_into(frames[3:5], out, repeats=True, previous=(frames[2], marked))
+    assert (out == 7).all()
+
+
 def test_memory_mapped_output(tmp_path):
     frames = np.random.default_rng(6).integers(0, 256, (4, 480, 640, 3), dtype=np.uint8)
     out = np.lib.format.open_memmap(tmp_path / "t.npy", mode="w+", dtype=np.uint8,
